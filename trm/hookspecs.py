@@ -1,0 +1,95 @@
+"""Hook specifications: everything a trm plugin can provide or observe.
+
+Registration hooks (``trm_backbones``, ``trm_tasks``, ``trm_halting_strategies``, ``trm_evaluators``) are called
+once when the registries are built; each plugin returns an iterable of records from ``trm.types``. ``trm_commands``
+adds click commands to the CLI. The lifecycle hooks (``trm_before_run``, ``trm_after_run``, ``trm_after_eval``)
+are called at run and evaluation boundaries, never inside the compiled training step.
+
+Pattern: simonw/llm and datasette (``register_*`` hooks returning records), pytest (project-prefixed, typed,
+documented specs). docs/plugins.md has one heading per hook; tests/test_hooks.py checks that.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import click
+import pluggy
+
+from trm.types import BackboneSpec, EvaluatorSpec, HaltingSpec, TaskSpec
+
+PROJECT = "trm"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def trm_backbones() -> Iterable[BackboneSpec]:
+    """Register backbones: the shape-preserving networks ``f`` the engine applies recursively.
+
+    Returns an iterable of :class:`trm.types.BackboneSpec`. Called once, when the backbone registry is built
+    (``trm list backbones``, recipe validation, ``trm run``).
+    """
+
+
+@hookspec
+def trm_tasks() -> Iterable[TaskSpec]:
+    """Register tasks: builders that turn raw puzzles into a dataset store, plus a renderer and default evaluators.
+
+    Returns an iterable of :class:`trm.types.TaskSpec`. Called once, when the task registry is built
+    (``trm augment``, ``trm list tasks``, recipe validation).
+    """
+
+
+@hookspec
+def trm_halting_strategies() -> Iterable[HaltingSpec]:
+    """Register halting strategies: when a sample stops being supervised and how the halting head is trained.
+
+    Returns an iterable of :class:`trm.types.HaltingSpec`. Called once, when the halting registry is built.
+    """
+
+
+@hookspec
+def trm_evaluators() -> Iterable[EvaluatorSpec]:
+    """Register evaluators: objects that turn one evaluation pass's predictions into metrics and artefacts.
+
+    Returns an iterable of :class:`trm.types.EvaluatorSpec`. Called once, when the evaluator registry is built.
+    """
+
+
+@hookspec
+def trm_commands(cli: click.Group) -> None:
+    """Add commands to the ``trm`` command line.
+
+    ``cli`` is the top-level click group; call ``cli.command()`` or ``cli.add_command()`` on it. Returns nothing.
+    Called once when the CLI starts, after the built-in commands exist (a plugin may not replace them).
+    """
+
+
+@hookspec
+def trm_before_run(recipe: Any, run_dir: Path) -> None:
+    """Observe the start of a training run.
+
+    ``recipe`` is the validated :class:`trm.config.Recipe`; ``run_dir`` the run directory (already holding
+    ``recipe.yaml``). Returns nothing. Called on the main process, before the first training step, also on resume.
+    """
+
+
+@hookspec
+def trm_after_run(recipe: Any, run_dir: Path, metrics: dict[str, float]) -> None:
+    """Observe the end of a training run.
+
+    ``metrics`` holds the last evaluation's results (empty when none ran). Returns nothing. Called on the main
+    process after the final checkpoint is written.
+    """
+
+
+@hookspec
+def trm_after_eval(recipe: Any, run_dir: Path, step: int, metrics: dict[str, float]) -> None:
+    """Observe the results of one evaluation pass.
+
+    ``step`` is the training step evaluated (optimizer steps so far); ``metrics`` the flat results of every
+    evaluator, prefixed with the evaluator's name. Returns nothing. Called on the main process after each
+    evaluation, during ``trm run`` and by ``trm eval``.
+    """

@@ -1,0 +1,175 @@
+"""The records plugins return, and the protocols of what they build.
+
+Every registration hook (see ``trm.hookspecs``) returns an iterable of one of the frozen records below. A record
+carries a ``name`` (what recipes and the CLI call it), an ``options_class`` (a frozen attrs class; the recipe's
+``options:`` mapping is structured into it strictly, so a typo fails with the plugin's name in the message), a
+``build`` callable and a one-line ``summary``.
+
+The protocols say what the built objects must do. The core only ever calls what is written here, so a plugin that
+honours these signatures works whatever it does inside.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
+
+import attrs
+
+if TYPE_CHECKING:  # torch and numpy are heavy; the plugin host must import quickly.
+    import numpy as np
+    import torch
+
+
+@attrs.frozen
+class NoOptions:
+    """Options class for a plugin that takes none."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Backbones: the network f applied recursively by the engine.
+# --------------------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class BackboneShape:
+    """What the engine tells a backbone about the tensors it will see."""
+
+    hidden_size: int  # D
+    seq_len: int  # S = grid length L + puzzle-embedding prefix P
+    prefix_len: int  # P (16 in the paper's configurations)
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """A shape-preserving network ``f``: ``forward(h[B, S, D]) -> [B, S, D]``.
+
+    The engine computes ``f(h, injection)`` as ``backbone(h + injection)``: the injection is added once, before the
+    first block (REFERENCE.md 3.3). ``embed_positions`` lets a backbone with learned absolute positions act on the
+    input embedding; backbones without them return ``x`` unchanged.
+    """
+
+    def forward(self, hidden: "torch.Tensor") -> "torch.Tensor": ...
+
+    def embed_positions(self, x: "torch.Tensor") -> "torch.Tensor": ...
+
+
+@attrs.frozen
+class BackboneSpec:
+    """A backbone plugin: ``build(options, shape) -> torch.nn.Module`` honouring :class:`Backbone`."""
+
+    name: str
+    options_class: type
+    build: Callable[[Any, BackboneShape], Any]
+    summary: str
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Halting strategies: when a sample stops and what the halting head learns.
+# --------------------------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class HaltingStrategy(Protocol):
+    """When a sample's supervision stops, and the loss that trains the halting head.
+
+    ``max_steps`` is N_sup (16 in the paper). ``uses_next_q`` asks the engine for an extra no-grad forward on the new
+    carry so that ``loss`` receives a bootstrapped ``target_q_continue`` (HRM-style Q-learning).
+    """
+
+    max_steps: int
+    uses_next_q: bool
+
+    def should_halt(
+        self, steps: "torch.Tensor", q_halt: "torch.Tensor", q_continue: "torch.Tensor", training: bool,
+        max_steps: int,
+    ) -> "torch.Tensor": ...
+
+    def target_q_continue(
+        self, next_q_halt: "torch.Tensor", next_q_continue: "torch.Tensor", is_last: "torch.Tensor"
+    ) -> "torch.Tensor": ...
+
+    def loss(
+        self, q_halt: "torch.Tensor", q_continue: "torch.Tensor", correct: "torch.Tensor",
+        target_q_continue: "torch.Tensor | None",
+    ) -> "torch.Tensor": ...
+
+
+@attrs.frozen
+class HaltingSpec:
+    """A halting plugin: ``build(options) -> HaltingStrategy``."""
+
+    name: str
+    options_class: type
+    build: Callable[[Any], HaltingStrategy]
+    summary: str
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tasks: raw puzzles -> a dataset store.
+# --------------------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class TaskSpec:
+    """A task plugin.
+
+    ``build(options, writer)`` reads the raw source named in ``options`` and writes every split through ``writer``
+    (a ``trm.store.DatasetWriter``; tasks never touch zarr). ``render(tokens, info)`` turns one sequence of tokens
+    (inputs, labels or predictions) into text. ``default_evaluators`` are used when a recipe names none.
+    """
+
+    name: str
+    options_class: type
+    build: Callable[[Any, Any], None]
+    summary: str
+    version: str = "1"
+    default_evaluators: tuple[str, ...] = ()
+    render: Callable[[Any, Any], str] | None = None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Evaluators: predictions -> metrics (and artefacts such as a Kaggle submission).
+# --------------------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class EvalContext:
+    """What an evaluator is told when it is built."""
+
+    store_info: Any  # trm.store.StoreInfo of the evaluated store (metadata, identifier names, task options)
+    split: str
+    output_dir: Path | None  # where artefacts go; None when nothing should be written
+    store_path: Path | None = None
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Accumulates predictions of one evaluation pass and turns them into metrics.
+
+    ``update`` receives NumPy arrays for one *global* batch (every process sees the same gathered batch):
+    ``batch`` has ``inputs`` [B, L], ``labels`` [B, L] (-100 where ignored), ``puzzle_identifiers`` [B] and
+    ``valid`` [B] (False for padding rows); ``outputs`` has ``preds`` [B, L], ``q_halt`` [B] (logits, float32)
+    and ``steps`` [B] (supervision steps used). ``compute`` returns flat ``name -> float`` metrics. ``write`` stores
+    artefacts in ``directory`` and returns their paths.
+    """
+
+    def update(self, batch: Mapping[str, "np.ndarray"], outputs: Mapping[str, "np.ndarray"]) -> None: ...
+
+    def compute(self) -> dict[str, float]: ...
+
+    def write(self, directory: Path) -> list[Path]: ...
+
+
+@attrs.frozen
+class EvaluatorSpec:
+    """An evaluator plugin: ``build(options, context) -> Evaluator``."""
+
+    name: str
+    options_class: type
+    build: Callable[[Any, EvalContext], Evaluator]
+    summary: str
+
+
+PluginRecord = BackboneSpec | HaltingSpec | TaskSpec | EvaluatorSpec
+Records = Iterable[PluginRecord]
