@@ -1,11 +1,283 @@
-"""Placeholder replaced by the lead shortly."""
+"""The ``trm`` command line (click). Each command parses its arguments and delegates; docs/cli.md is the reference.
+
+Commands whose machinery is heavy (training, datasets, conversion, benchmarks) live in their own ``trm.cli_*``
+modules and are imported only when used, so ``trm --help`` and ``trm plugins`` stay fast. Plugins add commands
+through the ``trm_commands`` hook. A :class:`~trm.errors.UserError` anywhere ends the command with its message on one
+line (a recipe's problems one per line), exit code 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import typing
+from typing import Any
+
+import attrs
 import click
 
+from trm import __version__
+from trm.errors import RecipeError, UserError
 
-@click.group()
+# name -> "module:attribute" of commands imported on first use
+LAZY_COMMANDS = {
+    "run": "trm.cli_train:run",
+    "eval": "trm.cli_train:eval_command",
+    "augment": "trm.cli_data:augment",
+    "data": "trm.cli_data:data",
+    "convert": "trm.cli_convert:convert",
+    "bench": "trm.cli_bench:bench",
+}
+
+
+def report_user_error(exc: UserError) -> None:
+    """Print a user's mistake without a traceback: one line, or one line per recipe problem."""
+    if isinstance(exc, RecipeError):
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        click.echo(f"trm: {len(exc.problems)} problem(s) found", err=True)
+    else:
+        click.echo(f"trm: error: {exc}", err=True)
+
+
+class TrmGroup(click.Group):
+    """A click group with lazily imported commands and one-line user errors."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS and name not in self.commands:
+            module_name, attribute = LAZY_COMMANDS[name].split(":")
+            try:
+                command = getattr(importlib.import_module(module_name), attribute)
+            except (ImportError, AttributeError) as exc:
+                command = _unavailable(name, f"{type(exc).__name__}: {exc}")
+            self.commands[name] = command
+        return super().get_command(ctx, name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            report_user_error(exc)
+            ctx.exit(exc.exit_code)
+
+
+def _unavailable(name: str, reason: str) -> click.Command:
+    @click.command(name=name, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args: tuple[str, ...]) -> None:
+        raise click.ClickException(f"'trm {name}' is not available in this installation: {reason}")
+
+    command.help = f"(unavailable: {reason})"
+    return command
+
+
+@click.group(cls=TrmGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="trm")
 def cli() -> None:
-    """trm"""
+    """trm: Tiny Recursive Models for recursive reasoning on puzzles.
+
+    \b
+    Typical session:
+      trm augment sudoku --source generate --out data/sudoku.zarr size=9
+      trm run recipes/quickstart.yaml
+      trm eval runs/quickstart-<time> --max-steps 32
+
+    Docs: docs/index.md. Environment: TRM_LOAD_PLUGINS, TRM_DISABLE_PLUGINS, TRM_TRACE_HOOKS (docs/plugins.md).
+    """
 
 
-def main() -> None:
-    cli()
+# --------------------------------------------------------------------------------------------------------------
+# trm plugins
+# --------------------------------------------------------------------------------------------------------------
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins_command(as_json: bool) -> None:
+    """List every loaded plugin: distribution, version and the hooks it implements (and any that failed)."""
+    from trm.plugins import get_host
+
+    host = get_host()
+    rows = [
+        {
+            "name": info.name,
+            "module": info.module,
+            "origin": info.origin,
+            "distribution": info.distribution,
+            "version": info.version,
+            "hooks": host.hooks_of(info.name),
+        }
+        for info in sorted(host.info.values(), key=lambda i: i.name)
+    ]
+    failed = [attrs.asdict(f) for f in sorted(host.failed.values(), key=lambda f: f.name)]
+    if as_json:
+        click.echo(json.dumps({"plugins": rows, "failed": failed}, indent=2))
+        return
+    if not rows:
+        click.echo("no plugins loaded")
+    for row in rows:
+        dist = f"{row['distribution']} {row['version']}" if row["distribution"] else row["origin"]
+        click.echo(f"{row['name']:<16} {dist:<16} {row['module']}")
+        click.echo(f"{'':<16} hooks: {', '.join(row['hooks'])}")
+    for row in failed:
+        click.echo(f"{row['name']:<16} FAILED: {row['error']}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# trm list KIND
+# --------------------------------------------------------------------------------------------------------------
+
+
+def type_name(annotation: Any) -> str:
+    """A short readable name for a field's type (``int | None``, ``'rope' | 'none'``)."""
+    if isinstance(annotation, str):
+        return annotation
+    if annotation is type(None):
+        return "null"
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " | ".join(type_name(a) for a in typing.get_args(annotation))
+    if origin is not None:
+        args = ", ".join(type_name(a) for a in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def describe_options(options_class: type) -> list[dict[str, Any]]:
+    """One entry per option of a plugin's options class: name, type, default and help."""
+    if not attrs.has(options_class):
+        return []
+    try:
+        hints = typing.get_type_hints(options_class)
+    except Exception:  # unresolvable annotations: show them as written
+        hints = {}
+    described = []
+    for field in attrs.fields(options_class):
+        default = field.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = default.factory() if not default.takes_self else "(computed)"
+        if default is attrs.NOTHING:
+            default = "(required)"
+        described.append(
+            {
+                "name": field.name,
+                "type": type_name(hints.get(field.name, field.type)),
+                "default": default,
+                "help": field.metadata.get("help", ""),
+            }
+        )
+    return described
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice(["backbones", "tasks", "halting", "evaluators"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def list_command(kind: str, as_json: bool) -> None:
+    """List the installed backbones, tasks, halting strategies or evaluators with every option."""
+    from trm.plugins import registry
+
+    reg = registry(kind)
+    entries = [
+        {"name": rec.name, "summary": rec.summary, "plugin": reg.owner(rec.name), "options": describe_options(rec.options_class)}
+        for rec in reg.records()
+    ]
+    if as_json:
+        click.echo(json.dumps(entries, indent=2, default=str))
+        return
+    if not entries:
+        click.echo(f"no {kind} installed")
+    for entry in entries:
+        click.echo(f"{entry['name']}  ({entry['plugin']})")
+        click.echo(f"    {entry['summary']}")
+        for option in entry["options"]:
+            click.echo(f"    - {option['name']}: {option['type']} = {option['default']!r}")
+            if option["help"]:
+                click.echo(f"        {option['help']}")
+        click.echo()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# trm recipe show|validate
+# --------------------------------------------------------------------------------------------------------------
+
+
+@cli.group("recipe")
+def recipe_group() -> None:
+    """Inspect recipes: print the fully resolved recipe, or only validate it."""
+
+
+OVERRIDES_HELP = "key=value overrides (dotted paths, values parsed as YAML), e.g. optim.lr=3e-4 train.epochs=10"
+
+
+@recipe_group.command("validate")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+def recipe_validate(recipe: str, overrides: tuple[str, ...]) -> None:
+    """Validate RECIPE (with OVERRIDES): report every problem with its path, exit 2 if any."""
+    from trm.config import load_recipe
+
+    load_recipe(recipe, overrides)
+    click.echo(f"{recipe}: ok")
+
+
+@recipe_group.command("show")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--no-summary", is_flag=True, help="Do not build the model to print its summary.")
+def recipe_show(recipe: str, overrides: tuple[str, ...], no_summary: bool) -> None:
+    """Print RECIPE fully resolved (extends and OVERRIDES applied), then a model summary."""
+    from trm.config import dump_recipe, load_recipe
+
+    resolved = load_recipe(recipe, overrides)
+    click.echo(dump_recipe(resolved).rstrip())
+    if not no_summary:
+        from trm.summary import recipe_summary
+
+        click.echo("# model")
+        for line in recipe_summary(resolved):
+            click.echo(f"# {line}")
+
+
+recipe_validate.help = (recipe_validate.help or "") + "\n\nOVERRIDES: " + OVERRIDES_HELP
+recipe_show.help = (recipe_show.help or "") + "\n\nOVERRIDES: " + OVERRIDES_HELP
+
+
+# --------------------------------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _add_plugin_commands() -> None:
+    from trm.plugins import get_host
+
+    builtin = set(cli.commands) | set(LAZY_COMMANDS)
+    before = dict(cli.commands)
+    try:
+        get_host().pm.hook.trm_commands(cli=cli)
+    except UserError:
+        raise
+    except Exception as exc:  # a broken plugin command must not take the whole CLI down
+        click.echo(f"trm: warning: a plugin's trm_commands hook failed: {type(exc).__name__}: {exc}", err=True)
+    for name in list(cli.commands):
+        if name in builtin and cli.commands[name] is not before.get(name):
+            click.echo(f"trm: warning: a plugin tried to replace the built-in command '{name}'; ignored", err=True)
+            if name in before:
+                cli.commands[name] = before[name]
+            else:
+                del cli.commands[name]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        _add_plugin_commands()
+    except UserError as exc:
+        report_user_error(exc)
+        sys.exit(exc.exit_code)
+    cli.main(args=argv, prog_name="trm")

@@ -1,0 +1,470 @@
+"""Recipes: YAML files structured strictly into frozen attrs classes, with every problem reported at once.
+
+A recipe names its plugins in sections ``{name, options}``; each plugin's options are structured into that plugin's
+own options class. ``extends:`` pulls in a base recipe (path relative to the recipe file); ``key=value`` overrides on
+the command line set dotted paths, values parsed as YAML. Unknown keys, wrong types and unknown plugin names are
+collected into one :class:`~trm.errors.RecipeError`, one line each, such as
+``recipes/x.yaml: $.optim.lrr: unknown key (did you mean 'lr'?)``.
+
+Structuring is cattrs (the attrs project's converter) with strict scalar hooks: PyYAML's YAML 1.1 resolver reads
+``1e-4`` as a string, so the loader here adds a float resolver, and an int field refuses ``2.5`` and ``"2"`` rather
+than coercing them. docs/recipes.md is the reference for every key below.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from pathlib import Path
+from typing import Any, Iterator, Literal, Mapping, Sequence
+
+import attrs
+import cattrs
+import yaml
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+
+from trm.errors import RecipeError, UserError
+from trm.plugins import PluginHost, did_you_mean, get_host
+
+__all__ = ["Recipe", "RecipeError", "load_recipe", "parse_value", "structure_options", "dump_recipe", "recipe_to_dict"]
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# YAML with floats written the way people write them.
+# --------------------------------------------------------------------------------------------------------------
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-4`` and ``5E3`` as floats (YAML 1.2 behaviour)."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value parsed as YAML (``1e-4`` -> 0.0001, ``[a, b]`` -> list, ``off`` -> 'off')."""
+    try:
+        value = yaml.load(text, Loader=RecipeLoader)  # noqa: S506 - RecipeLoader is a SafeLoader
+    except yaml.YAMLError as exc:
+        raise UserError(f"cannot parse value {text!r} as YAML: {str(exc).splitlines()[0]}") from exc
+    # YAML 1.1 turns on/off/yes/no into booleans; in a recipe only true/false mean booleans.
+    if isinstance(value, bool) and text.strip().lower() not in ("true", "false"):
+        return text.strip()
+    return value
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: recipe not found") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read recipe: {exc.strerror}") from None
+    try:
+        data = yaml.load(text, Loader=RecipeLoader)  # noqa: S506
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The recipe classes.
+# --------------------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class PluginSection:
+    """A plugin chosen by name, with options for that plugin's own options class."""
+
+    name: str = attrs.field(metadata=_help("registered name of the plugin (see `trm list ...`)"))
+    options: Any = attrs.field(factory=dict, metadata=_help("options of that plugin (see `trm list ...`)"))
+
+
+@attrs.frozen
+class DataConfig:
+    store: str = attrs.field(metadata=_help("path of the zarr dataset store (relative to the working directory)"))
+    build_if_missing: bool = attrs.field(
+        default=False, metadata=_help("build the store from the task options when it does not exist yet")
+    )
+
+
+@attrs.frozen
+class OptimConfig:
+    name: Literal["adam_atan2", "adamw"] = attrs.field(
+        default="adam_atan2", metadata=_help("dense optimizer: adam_atan2 (the reference's) or adamw (the paper's text)")
+    )
+    lr: float = attrs.field(default=1e-4, metadata=_help("dense learning rate after warm-up"))
+    betas: tuple[float, float] = attrs.field(default=(0.9, 0.95), metadata=_help("Adam betas"))
+    weight_decay: float = attrs.field(default=1.0, metadata=_help("decoupled weight decay of every dense parameter"))
+    puzzle_emb_lr: float = attrs.field(default=1e-4, metadata=_help("sign-SGD learning rate of the puzzle embeddings"))
+    puzzle_emb_weight_decay: float = attrs.field(
+        default=1.0, metadata=_help("decoupled decay of the puzzle-embedding rows a batch touches")
+    )
+    warmup_steps: int = attrs.field(default=2000, metadata=_help("linear warm-up steps (both optimizers)"))
+    schedule: Literal["constant", "cosine"] = attrs.field(
+        default="constant", metadata=_help("after warm-up: constant (the reference) or cosine to lr_min_ratio")
+    )
+    lr_min_ratio: float = attrs.field(default=1.0, metadata=_help("final LR / base LR for the cosine schedule"))
+
+
+@attrs.frozen
+class TrainConfig:
+    global_batch_size: int = attrs.field(
+        default=768, metadata=_help("examples per optimizer step, over all processes and accumulation steps")
+    )
+    per_device_batch_size: int | None = attrs.field(
+        default=None, metadata=_help("examples per process per forward; default global / processes (no accumulation)")
+    )
+    epochs: int = attrs.field(default=50000, metadata=_help("passes over the groups (one version of each per epoch)"))
+    max_steps: int | None = attrs.field(default=None, metadata=_help("stop after this many optimizer steps"))
+    ema: float | None = attrs.field(default=0.999, metadata=_help("EMA rate of the dense weights; null disables"))
+    compile: Literal["auto", "on", "off"] = attrs.field(
+        default="auto", metadata=_help("torch.compile the supervision step: auto = on CUDA only")
+    )
+    seed: int = attrs.field(default=0, metadata=_help("seed of initialisation, sampling and exploration"))
+    log_every: int = attrs.field(default=50, metadata=_help("optimizer steps between metric log lines"))
+    checkpoint_every: int | None = attrs.field(
+        default=None, metadata=_help("optimizer steps between checkpoints; default: at every evaluation")
+    )
+
+
+@attrs.frozen
+class EvalConfig:
+    every: int | None = attrs.field(default=5000, metadata=_help("epochs between evaluations; null: only at the end"))
+    evaluators: list[PluginSection] | None = attrs.field(
+        default=None, metadata=_help("evaluators (names or {name, options}); default: the task's")
+    )
+    split: str = attrs.field(default="test", metadata=_help("split of the store to evaluate"))
+    limit: int | None = attrs.field(default=None, metadata=_help("evaluate a fixed random subset of this many examples"))
+    batch_size: int | None = attrs.field(default=None, metadata=_help("global evaluation batch; default: training's"))
+    max_steps: int | None = attrs.field(
+        default=None, metadata=_help("supervision steps at evaluation (may exceed training's: test-time depth)")
+    )
+
+
+@attrs.frozen
+class RunConfig:
+    dir: str = attrs.field(default="runs", metadata=_help("parent directory of run directories"))
+    name: str | None = attrs.field(default=None, metadata=_help("run directory name; default: recipe name + time"))
+
+
+def _model_config_class() -> type:
+    from trm.engine import ModelConfig  # torch is imported only when a recipe is loaded
+
+    return ModelConfig
+
+
+def _recipe_class() -> type:
+    """The Recipe class, built on first use so that ``trm --help`` does not import torch."""
+    global Recipe
+    if Recipe is not None:
+        return Recipe
+
+    @attrs.frozen
+    class _Recipe:
+        task: PluginSection = attrs.field(metadata=_help("the task plugin and its build options"))
+        data: DataConfig = attrs.field(metadata=_help("where the dataset store lives"))
+        backbone: PluginSection = attrs.field(metadata=_help("the network f and its options"))
+        halting: PluginSection = attrs.field(
+            factory=lambda: PluginSection("act_q"), metadata=_help("halting strategy and its options")
+        )
+        model: _model_config_class() = attrs.field(factory=_model_config_class(), metadata=_help("the recursion"))
+        optim: OptimConfig = attrs.field(factory=OptimConfig, metadata=_help("optimizers and LR schedule"))
+        train: TrainConfig = attrs.field(factory=TrainConfig, metadata=_help("training loop"))
+        eval: EvalConfig = attrs.field(factory=EvalConfig, metadata=_help("evaluation"))
+        run: RunConfig = attrs.field(factory=RunConfig, metadata=_help("run directory"))
+        plugins: list[str] = attrs.field(factory=list, metadata=_help("one-off plugin .py files (relative to recipe)"))
+        description: str = attrs.field(default="", metadata=_help("free text shown by `trm recipe show`"))
+
+    _Recipe.__name__ = _Recipe.__qualname__ = "Recipe"
+    Recipe = _Recipe
+    return Recipe
+
+
+Recipe: Any = None  # filled by _recipe_class()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Strict structuring.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _strict(kind: type) -> Any:
+    def hook(value: Any, _type: Any) -> Any:
+        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not ok:
+            raise TypeError(f"expected {kind.__name__}, got {_describe(value)}")
+        return value
+
+    return hook
+
+
+def _literal_hook(value: Any, literal: Any) -> Any:
+    allowed = typing.get_args(literal)
+    if value not in allowed:
+        names = [str(a) for a in allowed]
+        hint = did_you_mean(str(value), names) if isinstance(value, str) else ""
+        raise ValueError(f"expected one of {', '.join(repr(a) for a in allowed)}, got {_describe(value)}{hint}")
+    return value
+
+
+def _plugin_section_hook(value: Any, _type: Any) -> PluginSection:
+    if isinstance(value, str):  # `evaluators: [exact_match]` is shorthand for [{name: exact_match}]
+        return PluginSection(value)
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a mapping {{name, options}} or a name, got {_describe(value)}")
+    return _section_converter.structure(value, PluginSection)
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    for kind in (int, float, str, bool):
+        converter.register_structure_hook(kind, _strict(kind))
+    converter.register_structure_hook_func(lambda t: typing.get_origin(t) is Literal, _literal_hook)
+    converter.register_structure_hook(Any, lambda value, _type: value)
+    return converter
+
+
+converter = _make_converter()
+_section_converter = _make_converter()  # structures PluginSection itself (no shorthand recursion)
+_section_converter.register_structure_hook(
+    PluginSection,
+    lambda value, _t: PluginSection(**_check_section_keys(value)),
+)
+converter.register_structure_hook(PluginSection, _plugin_section_hook)
+
+
+def _check_section_keys(value: dict) -> dict:
+    problems = []
+    for key in value:
+        if key not in ("name", "options"):
+            problems.append(ForbiddenExtraKeysError("", PluginSection, {key}))
+    if "name" not in value:
+        raise ValueError("required key 'name' missing")
+    if not isinstance(value["name"], str):
+        raise TypeError(f"'name' must be a string, got {_describe(value['name'])}")
+    options = value.get("options", {})
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise TypeError(f"'options' must be a mapping, got {_describe(options)}")
+    if problems:
+        raise ClassValidationError("extra keys", problems, PluginSection)
+    return {"name": value["name"], "options": options}
+
+
+def _messages(exc: BaseException, path: str) -> Iterator[str]:
+    """Flatten a cattrs error tree into ``$.path: message`` lines."""
+    if isinstance(exc, (ClassValidationError, IterableValidationError)):
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            if isinstance(note, AttributeValidationNote):
+                yield from _messages(sub, f"{path}.{note.name}")
+            elif isinstance(note, IterableValidationNote):
+                yield from _messages(sub, f"{path}[{note.index!r}]")
+            else:
+                yield from _messages(sub, path)
+        for sub in without:
+            yield from _messages(sub, path)
+    elif isinstance(exc, ForbiddenExtraKeysError):
+        fields = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        for key in sorted(exc.extra_fields):
+            yield f"{path}.{key}: unknown key{did_you_mean(key, fields)}"
+    elif isinstance(exc, KeyError):
+        yield f"{path}: required key missing"
+    elif isinstance(exc, TypeError) and "missing" in str(exc) and "required" in str(exc):
+        yield f"{path}: {exc}"
+    else:
+        yield f"{path}: {exc}"
+
+
+def _structure(data: Any, cls: type, path: str) -> tuple[Any, list[str]]:
+    if not isinstance(data, dict):
+        return None, [f"{path}: expected a mapping, got {_describe(data)}"]
+    try:
+        return converter.structure(data, cls), []
+    except (ClassValidationError, IterableValidationError) as exc:
+        return None, list(_messages(exc, path))
+    except (TypeError, ValueError) as exc:
+        return None, [f"{path}: {exc}"]
+
+
+def structure_options(options_class: type, mapping: Any, path: str = "$.options") -> Any:
+    """``mapping`` structured strictly into ``options_class``; :class:`RecipeError` listing every problem."""
+    value, problems = _structure(mapping if mapping is not None else {}, options_class, path)
+    if problems:
+        raise RecipeError(problems)
+    return value
+
+
+def recipe_to_dict(value: Any) -> Any:
+    """Plain YAML-friendly data (tuples become lists) from a recipe or any attrs object."""
+    plain = converter.unstructure(value)
+
+    def fix(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {key: fix(val) for key, val in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [fix(val) for val in item]
+        return item
+
+    return fix(plain)
+
+
+def dump_recipe(recipe: Any) -> str:
+    """The fully resolved recipe as YAML (what every run saves as ``recipe.yaml``)."""
+    return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, default_flow_style=None, width=120)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# extends, overrides, plugin sections.
+# --------------------------------------------------------------------------------------------------------------
+
+_PLUGIN_SECTIONS = ("task", "backbone", "halting")
+
+
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge; a plugin section whose ``name`` changes replaces the base's (its options belong to another plugin)."""
+    merged = dict(base)
+    for key, value in child.items():
+        old = merged.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            if "name" in value and "name" in old and value["name"] != old["name"]:
+                merged[key] = value
+            else:
+                merged[key] = _merge(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _resolve_extends(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve() if path.exists() else path
+    if path in chain:
+        raise UserError(f"{chain[0]}: 'extends' forms a cycle: {' -> '.join(str(p) for p in chain + (path,))}")
+    data = _read_yaml(path)
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    if not isinstance(base_name, str):
+        raise UserError(f"{path}: $.extends: expected a file name, got {_describe(base_name)}")
+    base_path = (path.parent / base_name)
+    if not base_path.exists():
+        raise UserError(f"{path}: $.extends: base recipe '{base_name}' not found (looked at {base_path})")
+    return _merge(_resolve_extends(base_path, chain + (path,)), data)
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``data`` with each ``dotted.path=value`` set (value parsed as YAML); a bad override is a UserError."""
+    data = _merge({}, data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"override {item!r}: expected key=value, e.g. optim.lr=3e-4")
+        parts = key.strip().split(".")
+        node = data
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise UserError(f"override {item!r}: $.{where} is {_describe(child)}, not a mapping")
+            node[part] = child = dict(child)
+            node = child
+        node[parts[-1]] = parse_value(text)
+    return data
+
+
+def _validate_plugins(recipe: Any, host: PluginHost) -> tuple[Any, list[str]]:
+    problems: list[str] = []
+    kinds = {"task": "tasks", "backbone": "backbones", "halting": "halting"}
+    changes: dict[str, Any] = {}
+    for section, kind in kinds.items():
+        chosen: PluginSection = getattr(recipe, section)
+        resolved, errors = _resolve_section(chosen, kind, f"$.{section}", host)
+        problems += errors
+        changes[section] = resolved
+    if recipe.eval.evaluators is not None:
+        evaluators = []
+        for index, chosen in enumerate(recipe.eval.evaluators):
+            resolved, errors = _resolve_section(chosen, "evaluators", f"$.eval.evaluators[{index}]", host)
+            problems += errors
+            evaluators.append(resolved)
+        changes["eval"] = attrs.evolve(recipe.eval, evaluators=evaluators)
+    return attrs.evolve(recipe, **changes), problems
+
+
+def _resolve_section(chosen: PluginSection, kind: str, path: str, host: PluginHost) -> tuple[PluginSection, list[str]]:
+    try:
+        record = host.registry(kind).get(chosen.name)
+    except UserError as exc:
+        return chosen, [f"{path}.name: {exc}"]
+    options, problems = _structure(chosen.options, record.options_class, f"{path}.options")
+    return PluginSection(chosen.name, options if options is not None else chosen.options), problems
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, host: PluginHost | None = None) -> Any:
+    """Read, merge, override, structure and validate a recipe; :class:`RecipeError` lists every problem at once."""
+    path = Path(path)
+    host = host or get_host()
+    data = apply_overrides(_resolve_extends(path), overrides)
+    for file_name in data.get("plugins") or []:
+        if isinstance(file_name, str):
+            host.load_file((path.parent / file_name) if not Path(file_name).is_absolute() else Path(file_name))
+    recipe, problems = _structure(data, _recipe_class(), "$")
+    if recipe is not None:
+        recipe, plugin_problems = _validate_plugins(recipe, host)
+        problems += plugin_problems
+    else:  # still report unknown plugin names of an otherwise broken recipe
+        problems += _plugin_name_problems(data, host)
+    if problems:
+        raise RecipeError([f"{path}: {problem}" for problem in problems])
+    return recipe
+
+
+def _plugin_name_problems(data: Mapping[str, Any], host: PluginHost) -> list[str]:
+    problems = []
+    kinds = {"task": "tasks", "backbone": "backbones", "halting": "halting"}
+    for section, kind in kinds.items():
+        value = data.get(section)
+        if isinstance(value, dict) and isinstance(value.get("name"), str):
+            try:
+                record = host.registry(kind).get(value["name"])
+            except UserError as exc:
+                problems.append(f"$.{section}.name: {exc}")
+                continue
+            _, errors = _structure(value.get("options") or {}, record.options_class, f"$.{section}.options")
+            problems += errors
+    return problems

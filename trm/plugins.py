@@ -1,0 +1,254 @@
+"""The plugin host: a pluggy manager fed from the ``trm`` entry-point group, and name registries built from it.
+
+Built-in plugins (``plugins/trm_*``, ``tasks/trm_*``) are declared under ``[project.entry-points.trm]`` exactly as a
+third-party package would declare its own, so they have no privileges. A plugin that fails to import is reported on
+stderr and skipped; a recipe that names something it would have provided fails with that import error.
+
+Environment switches (documented in docs/plugins.md):
+
+* ``TRM_LOAD_PLUGINS=a,b``: load only these entry points (an empty value loads none);
+* ``TRM_DISABLE_PLUGINS=a,b``: skip these entry points;
+* ``TRM_TRACE_HOOKS=1``: print every hook call and its result to stderr (pluggy's tracing).
+
+Patterned on simonw/llm's ``plugins.py`` and datasette's plugin host.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import attrs
+import pluggy
+
+from trm import hookspecs
+from trm.errors import UserError
+
+ENTRY_POINT_GROUP = "trm"
+ENV_LOAD = "TRM_LOAD_PLUGINS"
+ENV_DISABLE = "TRM_DISABLE_PLUGINS"
+ENV_TRACE = "TRM_TRACE_HOOKS"
+
+# kind (as the CLI and recipes say it) -> (registration hook, noun used in messages)
+KINDS: dict[str, tuple[str, str]] = {
+    "backbones": ("trm_backbones", "backbone"),
+    "tasks": ("trm_tasks", "task"),
+    "halting": ("trm_halting_strategies", "halting strategy"),
+    "evaluators": ("trm_evaluators", "evaluator"),
+}
+
+
+@attrs.frozen
+class PluginInfo:
+    """Where a loaded plugin came from."""
+
+    name: str
+    module: str
+    distribution: str | None
+    version: str | None
+    origin: str  # "entry point", "file" or "registered"
+
+
+@attrs.frozen
+class FailedPlugin:
+    """A plugin that could not be loaded, and why."""
+
+    name: str
+    module: str
+    distribution: str | None
+    version: str | None
+    error: str
+
+
+def did_you_mean(name: str, candidates: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` when a close candidate exists, else an empty string."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _env_names(variable: str) -> set[str] | None:
+    value = os.environ.get(variable)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+class Registry:
+    """Name -> record for one kind of plugin, with clear errors on unknown and duplicate names."""
+
+    def __init__(self, kind: str, host: "PluginHost"):
+        self.kind = kind
+        hook_name, self.noun = KINDS[kind]
+        self._host = host
+        self._records: dict[str, Any] = {}
+        self._owners: dict[str, str] = {}
+        caller = getattr(host.pm.hook, hook_name)
+        for impl in caller.get_hookimpls():
+            for record in impl.function() or ():
+                self._add(record, impl.plugin_name)
+
+    def _add(self, record: Any, owner: str) -> None:
+        name = record.name
+        if name in self._records:
+            raise UserError(
+                f"{self.noun} '{name}' is registered twice: by plugin {self._host.describe(self._owners[name])} "
+                f"and by plugin {self._host.describe(owner)}; disable one with {ENV_DISABLE}"
+            )
+        self._records[name] = record
+        self._owners[name] = owner
+
+    def names(self) -> list[str]:
+        return sorted(self._records)
+
+    def owner(self, name: str) -> str:
+        return self._owners[name]
+
+    def records(self) -> list[Any]:
+        return [self._records[name] for name in self.names()]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._records
+
+    def get(self, name: str) -> Any:
+        """The record called ``name``; a :class:`UserError` naming what is installed when there is none."""
+        if name in self._records:
+            return self._records[name]
+        failed = self._host.failed
+        if name in failed:
+            broken = failed[name]
+            raise UserError(f"{self.noun} '{name}' is unavailable: plugin '{broken.name}' failed to import: {broken.error}")
+        installed = ", ".join(self.names()) or "none"
+        message = f"unknown {self.noun} '{name}'{did_you_mean(name, self.names())} (installed: {installed})"
+        if failed:
+            message += "; plugins that failed to import: " + "; ".join(f"'{f.name}': {f.error}" for f in failed.values())
+        raise UserError(message)
+
+
+class PluginHost:
+    """One pluggy manager with the entry-point plugins loaded, plus one-off plugin files and registries."""
+
+    def __init__(self, *, load_entry_points: bool = True, warn: bool = True):
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.info: dict[str, PluginInfo] = {}
+        self.failed: dict[str, FailedPlugin] = {}
+        self._registries: dict[str, Registry] = {}
+        self._warn = warn
+        if os.environ.get(ENV_TRACE, "").strip() not in ("", "0"):
+            self.pm.trace.root.setwriter(sys.stderr.write)
+            self.pm.enable_tracing()
+        if load_entry_points:
+            self._load_entry_points()
+
+    # ---- loading ------------------------------------------------------------------------------------------
+    def _load_entry_points(self) -> None:
+        only, disabled = _env_names(ENV_LOAD), _env_names(ENV_DISABLE) or set()
+        seen: set[tuple[str, str]] = set()
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if (ep.name, ep.value) in seen:  # an editable install can list the same entry point twice
+                continue
+            seen.add((ep.name, ep.value))
+            if (only is not None and ep.name not in only) or ep.name in disabled:
+                continue
+            dist = getattr(ep, "dist", None)
+            dist_name, version = (dist.metadata["Name"], dist.version) if dist is not None else (None, None)
+            try:
+                module = ep.load()
+            except Exception as exc:  # any import-time failure of a plugin must not take trm down
+                self._fail(ep.name, ep.value, dist_name, version, f"{type(exc).__name__}: {exc}")
+                continue
+            self.register(module, ep.name, PluginInfo(ep.name, ep.value, dist_name, version, "entry point"))
+
+    def _fail(self, name: str, module: str, dist: str | None, version: str | None, error: str) -> None:
+        self.failed[name] = FailedPlugin(name, module, dist, version, error)
+        if self._warn:
+            print(f"trm: warning: plugin '{name}' ({module}) failed to load and was skipped: {error}", file=sys.stderr)
+
+    def register(self, plugin: Any, name: str, info: PluginInfo | None = None) -> None:
+        """Register ``plugin`` (a module or object with ``@hookimpl`` functions) under ``name``.
+
+        A plugin implementing a ``trm_*`` hook that has no specification (a typo) is refused and reported.
+        """
+        if self.pm.get_plugin(name) is not None:
+            raise UserError(f"two plugins are named '{name}': {self.describe(name)} and {getattr(plugin, '__name__', plugin)}")
+        self.pm.register(plugin, name=name)
+        unknown = [caller.name for caller in self.pm.get_hookcallers(plugin) or () if not caller.has_spec()]
+        if unknown:
+            self.pm.unregister(name=name)
+            known = [n for n in dir(self.pm.hook) if n.startswith("trm_")]
+            detail = ", ".join(f"'{n}'{did_you_mean(n, known)}" for n in unknown)
+            info = info or PluginInfo(name, getattr(plugin, "__name__", str(plugin)), None, None, "registered")
+            self._fail(name, info.module, info.distribution, info.version, f"implements unknown hook {detail}")
+            return
+        self.info[name] = info or PluginInfo(name, getattr(plugin, "__name__", str(plugin)), None, None, "registered")
+        self._registries.clear()
+
+    def load_file(self, path: Path) -> str:
+        """Load a one-off plugin from a single ``.py`` file (for prototyping without packaging); returns its name."""
+        path = Path(path).resolve()
+        name = str(path)
+        if self.pm.get_plugin(name) is not None:
+            return name
+        if not path.is_file():
+            raise UserError(f"{path}: plugin file not found")
+        spec = importlib.util.spec_from_file_location(f"trm_file_plugin_{path.stem}", path)
+        module: ModuleType = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        try:
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        except Exception as exc:
+            raise UserError(f"{path}: plugin file failed to import: {type(exc).__name__}: {exc}") from exc
+        self.register(module, name, PluginInfo(name, str(path), None, None, "file"))
+        if name in self.failed:
+            raise UserError(f"{path}: {self.failed[name].error}")
+        return name
+
+    # ---- queries ------------------------------------------------------------------------------------------
+    def describe(self, name: str) -> str:
+        info = self.info.get(name)
+        if info is None or info.distribution is None:
+            return f"'{name}'"
+        return f"'{name}' ({info.distribution} {info.version})"
+
+    def hooks_of(self, name: str) -> list[str]:
+        plugin = self.pm.get_plugin(name)
+        return sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ())
+
+    def registry(self, kind: str) -> Registry:
+        if kind not in KINDS:
+            raise UserError(f"unknown plugin kind '{kind}'{did_you_mean(kind, list(KINDS))} (expected one of {', '.join(KINDS)})")
+        if kind not in self._registries:
+            self._registries[kind] = Registry(kind, self)
+        return self._registries[kind]
+
+
+_host: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide plugin host, created on first use."""
+    global _host
+    if _host is None:
+        _host = PluginHost()
+    return _host
+
+
+def reset_host() -> None:
+    """Forget the process-wide host (tests; after changing the environment switches)."""
+    global _host
+    _host = None
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide pluggy manager (entry-point plugins loaded)."""
+    return get_host().pm
+
+
+def registry(kind: str) -> Registry:
+    """The registry of ``kind`` (backbones, tasks, halting, evaluators) of the process-wide host."""
+    return get_host().registry(kind)
