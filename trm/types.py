@@ -111,12 +111,22 @@ class HaltingSpec:
 
 
 @attrs.frozen
+class TaskDims:
+    """The model-facing sizes a task's options imply, known before the store is built (``trm recipe show``)."""
+
+    vocab_size: int
+    seq_len: int  # L, the grid length (the engine adds the puzzle-embedding prefix)
+    num_puzzle_identifiers: int | None  # including the blank id 0; None when only a built store knows it
+
+
+@attrs.frozen
 class TaskSpec:
     """A task plugin.
 
     ``build(options, writer)`` reads the raw source named in ``options`` and writes every split through ``writer``
     (a ``trm.store.DatasetWriter``; tasks never touch zarr). ``render(tokens, info)`` turns one sequence of tokens
     (inputs, labels or predictions) into text. ``default_evaluators`` are used when a recipe names none.
+    ``dims(options) -> TaskDims`` tells the sizes a build would have, so a model can be summarised without a store.
     """
 
     name: str
@@ -126,6 +136,7 @@ class TaskSpec:
     version: str = "1"
     default_evaluators: tuple[str, ...] = ()
     render: Callable[[Any, Any], str] | None = None
+    dims: Callable[[Any], TaskDims] | None = None
 
 
 # --------------------------------------------------------------------------------------------------------------
