@@ -97,11 +97,16 @@ def cli() -> None:
 
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def plugins_command(as_json: bool) -> None:
+@click.option("--recipe", "recipe", type=click.Path(dir_okay=False), help="Also load the one-off plugin files this recipe names.")
+def plugins_command(as_json: bool, recipe: str | None) -> None:
     """List every loaded plugin: distribution, version and the hooks it implements (and any that failed)."""
     from trm.plugins import get_host
 
     host = get_host()
+    if recipe:
+        from trm.config import load_plugin_files
+
+        load_plugin_files(recipe, host)
     rows = [
         {
             "name": info.name,

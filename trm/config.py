@@ -435,14 +435,23 @@ def _resolve_section(chosen: PluginSection, kind: str, path: str, host: PluginHo
     return PluginSection(chosen.name, options if options is not None else chosen.options), problems
 
 
+def _load_files(path: Path, data: Mapping[str, Any], host: PluginHost) -> None:
+    for file_name in data.get("plugins") or []:
+        if isinstance(file_name, str):
+            host.load_file((path.parent / file_name) if not Path(file_name).is_absolute() else Path(file_name))
+
+
+def load_plugin_files(path: str | Path, host: PluginHost | None = None) -> None:
+    """Load the one-off plugin files a recipe (and its bases) names, without validating the rest."""
+    _load_files(Path(path), _resolve_extends(Path(path)), host or get_host())
+
+
 def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, host: PluginHost | None = None) -> Any:
     """Read, merge, override, structure and validate a recipe; :class:`RecipeError` lists every problem at once."""
     path = Path(path)
     host = host or get_host()
     data = apply_overrides(_resolve_extends(path), overrides)
-    for file_name in data.get("plugins") or []:
-        if isinstance(file_name, str):
-            host.load_file((path.parent / file_name) if not Path(file_name).is_absolute() else Path(file_name))
+    _load_files(path, data, host)
     recipe, problems = _structure(data, _recipe_class(), "$")
     if recipe is not None:
         recipe, plugin_problems = _validate_plugins(recipe, host)

@@ -181,7 +181,7 @@ class PluginHost:
         unknown = [caller.name for caller in self.pm.get_hookcallers(plugin) or () if not caller.has_spec()]
         if unknown:
             self.pm.unregister(name=name)
-            known = [n for n in dir(self.pm.hook) if n.startswith("trm_")]
+            known = [n for n in dir(hookspecs) if n.startswith("trm_")]
             detail = ", ".join(f"'{n}'{did_you_mean(n, known)}" for n in unknown)
             info = info or PluginInfo(name, getattr(plugin, "__name__", str(plugin)), None, None, "registered")
             self._fail(name, info.module, info.distribution, info.version, f"implements unknown hook {detail}")

@@ -1,0 +1,63 @@
+"""Shared fixtures: fresh plugin hosts, fake plugins, and the location of the shared real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import attrs
+import pytest
+
+from trm import plugins
+from trm.hookspecs import hookimpl
+from trm.types import BackboneSpec, EvaluatorSpec, HaltingSpec, TaskDims, TaskSpec
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TRM_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@attrs.frozen
+class FakeOptions:
+    width: int = attrs.field(default=4, metadata={"help": "how wide"})
+    mode: str = attrs.field(default="a", metadata={"help": "which mode"})
+
+
+class FakePlugin:
+    """A plugin object providing one record of every kind, all named 'fake'."""
+
+    @hookimpl
+    def trm_backbones(self):
+        return [BackboneSpec("fake", FakeOptions, lambda options, shape: None, "a fake backbone")]
+
+    @hookimpl
+    def trm_tasks(self):
+        return [TaskSpec("fake", FakeOptions, lambda options, writer: None, "a fake task",
+                         dims=lambda options: TaskDims(5, 4, 1))]
+
+    @hookimpl
+    def trm_halting_strategies(self):
+        return [HaltingSpec("fake", FakeOptions, lambda options: None, "a fake halting strategy")]
+
+    @hookimpl
+    def trm_evaluators(self):
+        return [EvaluatorSpec("fake", FakeOptions, lambda options, context: None, "a fake evaluator")]
+
+
+@pytest.fixture
+def empty_host():
+    """A plugin host with no entry points loaded."""
+    return plugins.PluginHost(load_entry_points=False, warn=False)
+
+
+@pytest.fixture
+def fake_host(empty_host):
+    empty_host.register(FakePlugin(), "fake-plugin")
+    return empty_host
+
+
+@pytest.fixture
+def fresh_global_host(monkeypatch):
+    """Reset the process-wide host before and after a test that changes the environment switches."""
+    plugins.reset_host()
+    yield
+    plugins.reset_host()
