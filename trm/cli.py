@@ -242,7 +242,7 @@ def recipe_show(recipe: str, overrides: tuple[str, ...], no_summary: bool) -> No
     resolved = load_recipe(recipe, overrides)
     click.echo(dump_recipe(resolved).rstrip())
     if not no_summary:
-        from trm.summary import recipe_summary
+        from trm.build import recipe_summary
 
         click.echo("# model")
         for line in recipe_summary(resolved):

@@ -1,0 +1,92 @@
+"""From a validated recipe to live objects: the store, the task's sizes, the backbone, halting strategy and model.
+
+Shared by ``trm run``, ``trm eval``, ``trm recipe show`` and the Python API, so that every path builds the model the
+same way. Plugins are looked up by name here, at build time; nothing here runs inside the training step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trm.errors import UserError
+from trm.plugins import registry
+from trm.types import BackboneShape, TaskDims
+
+
+def open_recipe_store(recipe: Any, *, build: bool = True, show_progress: bool = True) -> Any:
+    """The recipe's dataset store, built first from the task options when missing and ``data.build_if_missing``."""
+    from trm.store import build_store, open_store
+
+    path = Path(recipe.data.store)
+    if not path.exists():
+        if not (build and recipe.data.build_if_missing):
+            raise UserError(
+                f"{path}: dataset store not found; build it with `trm augment {recipe.task.name} --out {path} ...` "
+                "or set data.build_if_missing: true"
+            )
+        task = registry("tasks").get(recipe.task.name)
+        build_store(task, recipe.task.options, path, show_progress=show_progress)
+    return open_store(path, expect_task=recipe.task.name)
+
+
+def task_dims(recipe: Any) -> tuple[TaskDims, str]:
+    """Vocabulary, grid length and identifier count: from the store when it exists, else from the task's options."""
+    path = Path(recipe.data.store)
+    if path.exists():
+        store = open_recipe_store(recipe, build=False)
+        info = store.info
+        return TaskDims(info.vocab_size, info.seq_len, info.num_puzzle_identifiers), f"store {path}"
+    task = registry("tasks").get(recipe.task.name)
+    if task.dims is None:
+        raise UserError(f"{path}: store not built and task '{task.name}' cannot tell its sizes without it")
+    return task.dims(recipe.task.options), f"task '{task.name}' options (store not built yet)"
+
+
+def build_halting(recipe: Any) -> Any:
+    return registry("halting").get(recipe.halting.name).build(recipe.halting.options)
+
+
+def build_model(recipe: Any, dims: TaskDims, *, dtype: torch.dtype | None = None) -> Any:
+    """The TinyRecursiveModel of ``recipe`` for a task of ``dims`` (created on the current default device)."""
+    from trm.engine import TinyRecursiveModel
+
+    model_cfg = recipe.model
+    shape = BackboneShape(
+        hidden_size=model_cfg.hidden_size,
+        seq_len=dims.seq_len + model_cfg.puzzle_emb_len,
+        prefix_len=model_cfg.puzzle_emb_len,
+    )
+    backbone = registry("backbones").get(recipe.backbone.name).build(recipe.backbone.options, shape)
+    return TinyRecursiveModel(
+        model_cfg,
+        backbone,
+        build_halting(recipe),
+        vocab_size=dims.vocab_size,
+        seq_len=dims.seq_len,
+        num_puzzle_identifiers=dims.num_puzzle_identifiers or 1,
+        dtype=dtype if dtype is not None else forward_dtype(model_cfg.forward_dtype, torch.device("cpu")),
+    )
+
+
+def forward_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto`` is bfloat16 on CUDA and float32 elsewhere (the reference computes in bf16 on GPU)."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[name]
+
+
+def recipe_summary(recipe: Any) -> list[str]:
+    """The model summary printed by ``trm recipe show``: built on the meta device, so no memory is used."""
+    from trm.engine import model_summary
+
+    dims, source = task_dims(recipe)
+    with torch.device("meta"):
+        model = build_model(recipe, dims, dtype=torch.float32)
+    lines = [f"sizes from {source}: vocabulary {dims.vocab_size}, grid length {dims.seq_len}"]
+    lines += model_summary(model)
+    if dims.num_puzzle_identifiers is None:
+        lines.append("puzzle identifiers: known once the store is built (the table above assumes 1 row)")
+    return lines

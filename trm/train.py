@@ -1,0 +1,477 @@
+"""The training loop on HF Accelerate: one optimizer step per supervision step, with a persistent ACT carry.
+
+REFERENCE.md sections 2, 4-6. Per optimizer step: each process takes its slice of the global batch (split into
+``accumulation`` micro-batches, each with its own carry), runs one supervision step per micro-batch, backpropagates
+``loss / global_batch_size``, all-reduces the dense gradients once, steps the sign-SGD puzzle-embedding optimizer and
+the dense optimizer with the warm-up schedule, and updates the EMA. Evaluation runs on the EMA weights every
+``eval.every`` epochs and at the end. Checkpoints are atomic (trm/checkpoint.py) and hold everything needed to
+continue exactly: weights, EMA, optimizers, RNG, loader position, the carry.
+
+Data parallelism is one fused all-reduce of the dense gradients per optimizer step, as the reference does, rather
+than DDP's wrapper: the puzzle-embedding buffers are never broadcast, torch.compile sees the plain module, and
+gradient accumulation needs no ``no_sync``. docs/training.md explains the choices.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import attrs
+import torch
+from tqdm.auto import tqdm
+
+from trm import __version__
+from trm.build import build_model, forward_dtype, open_recipe_store
+from trm.checkpoint import find_checkpoint, read_checkpoint, write_checkpoint
+from trm.config import dump_recipe, load_recipe
+from trm.errors import UserError
+from trm.evaluate import build_evaluators, evaluate, format_table
+from trm.logs import MetricsLog, plot_curves
+from trm.plugins import get_host
+from trm.types import TaskDims
+
+
+@attrs.frozen
+class BatchPlan:
+    """How the recipe's global batch is spread over processes and accumulation steps."""
+
+    global_batch: int
+    processes: int
+    per_device: int
+    accumulation: int
+
+
+def plan_batches(global_batch: int, processes: int, per_device: int | None) -> BatchPlan:
+    if global_batch % processes:
+        raise UserError(f"train.global_batch_size={global_batch} is not divisible by the {processes} processes")
+    local = global_batch // processes
+    per_device = per_device or local
+    if local % per_device:
+        raise UserError(f"train.per_device_batch_size={per_device} does not divide the per-process batch {local}")
+    return BatchPlan(global_batch, processes, per_device, local // per_device)
+
+
+class EMA:
+    """Exponential moving average of the dense (trainable) parameters; the puzzle embeddings are not averaged."""
+
+    def __init__(self, model: torch.nn.Module, rate: float):
+        self.rate = rate
+        self.params = {name: p for name, p in model.named_parameters() if p.requires_grad and "puzzle_emb" not in name}
+        self.shadow = {name: p.detach().clone() for name, p in self.params.items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        names = list(self.params)
+        torch._foreach_lerp_([self.shadow[n] for n in names], [self.params[n].detach() for n in names], 1.0 - self.rate)
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        """Within the block the model holds the EMA weights; the live ones come back afterwards."""
+        live = {name: p.detach().clone() for name, p in self.params.items()}
+        with torch.no_grad():
+            for name, p in self.params.items():
+                p.copy_(self.shadow[name])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, p in self.params.items():
+                    p.copy_(live[name])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.shadow)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing = set(self.shadow) - set(state)
+        if missing:
+            raise UserError(f"checkpoint EMA lacks {sorted(missing)[:3]}...: it was written for another model")
+        for name in self.shadow:
+            self.shadow[name].copy_(state[name])
+
+
+def _carry_state(carry: Any) -> Any:
+    if carry is None:
+        return None
+    if attrs.has(type(carry)):
+        return {f.name: getattr(carry, f.name) for f in attrs.fields(type(carry))}
+    if hasattr(carry, "_asdict"):
+        return dict(carry._asdict())
+    if hasattr(carry, "__dataclass_fields__"):
+        return {name: getattr(carry, name) for name in carry.__dataclass_fields__}
+    return carry
+
+
+def _carry_restore(template: Any, state: Any, device: torch.device) -> Any:
+    if state is None:
+        return None
+    moved = {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in state.items()}
+    return type(template)(**moved)
+
+
+def new_run_dir(recipe_path: Path, recipe: Any) -> Path:
+    name = recipe.run.name or f"{recipe_path.stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return Path(recipe.run.dir) / name
+
+
+class Trainer:
+    """Owns one training run: build everything from the recipe, loop, evaluate, checkpoint."""
+
+    def __init__(self, recipe: Any, run_dir: Path, *, resume: bool = False, show_progress: bool = True):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.recipe, self.run_dir, self.show_progress = recipe, Path(run_dir), show_progress
+        trackers = _trackers()
+        self.accelerator = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir))
+        acc = self.accelerator
+        self.is_main = acc.is_main_process
+        self.plan = plan_batches(recipe.train.global_batch_size, acc.num_processes, recipe.train.per_device_batch_size)
+
+        if self.is_main:
+            self.store = open_recipe_store(recipe, show_progress=show_progress)
+        acc.wait_for_everyone()
+        if not self.is_main:
+            self.store = open_recipe_store(recipe, build=False)
+        info = self.store.info
+        self.train_split = self.store.split("train")
+        self.dims = TaskDims(info.vocab_size, info.seq_len, info.num_puzzle_identifiers)
+
+        set_seed(recipe.train.seed)  # same seed on every process: identical initial weights without a broadcast
+        self.dtype = forward_dtype(recipe.model.forward_dtype, acc.device)
+        with torch.device(acc.device):
+            self.model = build_model(recipe, self.dims, dtype=self.dtype)
+        self.model.train()
+        self.halting = self.model.halting
+        from trm.optim import build_optimizers
+
+        self.dense_opt, self.sparse_opt = build_optimizers(self.model, recipe.optim)
+        self.ema = EMA(self.model, recipe.train.ema) if recipe.train.ema is not None else None
+        compile_on = recipe.train.compile == "on" or (recipe.train.compile == "auto" and acc.device.type == "cuda")
+        self.step_model = torch.compile(self.model) if compile_on else self.model
+        self.dense_params = [p for p in self.model.parameters() if p.requires_grad and p not in self._sparse_params()]
+
+        from trm.data import TrainLoader
+
+        self.loader = TrainLoader(self.train_split, global_batch_size=self.plan.global_batch, rank=acc.process_index,
+                                  world_size=acc.num_processes, seed=recipe.train.seed,
+                                  ignore_label_id=info.ignore_label_id)
+        split = self.train_split
+        self.total_steps = math.floor(recipe.train.epochs * split.num_groups * split.mean_puzzle_examples
+                                      / self.plan.global_batch)
+        if recipe.train.max_steps is not None:
+            self.total_steps = min(self.total_steps, recipe.train.max_steps)
+        self.step = 0
+        self.carries: list[Any] = [None] * self.plan.accumulation
+        every = recipe.eval.every
+        self.next_eval_epoch = float(every) if every else math.inf
+        self.last_eval: dict[str, float] = {}
+        self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.is_main)
+        self.evaluators = None
+        if resume:
+            self._resume()
+
+    def _sparse_params(self) -> set:
+        if self.sparse_opt is None:
+            return set()
+        return {p for group in getattr(self.sparse_opt, "param_groups", []) for p in group.get("params", [])
+                if isinstance(p, torch.Tensor)}
+
+    # ---- set-up report --------------------------------------------------------------------------------------
+    def describe(self) -> list[str]:
+        from trm.engine import model_summary
+
+        plan = self.plan
+        lines = [
+            f"run directory: {self.run_dir}",
+            f"device: {self.accelerator.device} x {plan.processes} process(es), compute dtype {str(self.dtype).split('.')[-1]}",
+            f"global batch: {plan.global_batch} = {plan.processes} process(es) x {plan.per_device} per device "
+            f"x {plan.accumulation} accumulation step(s)",
+            f"optimizer steps: {self.total_steps} ({self.recipe.train.epochs} epochs of {self.train_split.num_groups} groups)",
+        ]
+        return lines + model_summary(self.model)
+
+    # ---- one optimizer step ---------------------------------------------------------------------------------
+    def _micro_batches(self, batch: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        device, size = self.accelerator.device, self.plan.per_device
+        moved = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+        return [{key: value[i * size:(i + 1) * size] for key, value in moved.items()}
+                for i in range(self.plan.accumulation)]
+
+    def _set_lr(self) -> float:
+        from trm.optim import lr_at
+
+        optim = self.recipe.optim
+        lr = 0.0
+        for optimizer, base in ((self.dense_opt, optim.lr), (self.sparse_opt, optim.puzzle_emb_lr)):
+            if optimizer is None:
+                continue
+            value = lr_at(self.step + 1, base, warmup_steps=optim.warmup_steps, total_steps=self.total_steps,
+                          schedule=optim.schedule, min_ratio=optim.lr_min_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = value
+            if optimizer is self.dense_opt:
+                lr = value
+        return lr
+
+    def _all_reduce_dense_grads(self) -> None:
+        if self.accelerator.num_processes == 1:
+            return
+        grads = [p.grad for p in self.dense_params if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        from trm.losses import act_loss
+
+        totals: dict[str, torch.Tensor] = {}
+        for index, micro in enumerate(self._micro_batches(batch)):
+            if self.carries[index] is None:
+                self.carries[index] = self.model.initial_carry(micro)
+            self.carries[index], outputs = self.step_model(self.carries[index], micro)
+            loss, metrics = act_loss(outputs, self.halting, loss_type=self.recipe.model.loss,
+                                     halt_loss_weight=self.recipe.model.halt_loss_weight)
+            (loss / self.plan.global_batch).backward()
+            for key, value in metrics.items():
+                totals[key] = totals.get(key, 0) + value.detach().float()
+        self._all_reduce_dense_grads()
+        lr = self._set_lr()
+        if self.sparse_opt is not None:
+            self.sparse_opt.step()
+            self.sparse_opt.zero_grad(set_to_none=True)
+        self.dense_opt.step()
+        self.dense_opt.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update()
+        self.step += 1
+        totals["lr"] = torch.tensor(lr)
+        return totals
+
+    # ---- the loop -------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, float]:
+        acc = self.accelerator
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            for line in self.describe():
+                print(line, flush=True)
+            get_host().pm.hook.trm_before_run(recipe=self.recipe, run_dir=self.run_dir)
+        if acc.log_with:
+            acc.init_trackers("trm", config={"recipe": dump_recipe(self.recipe)})
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", disable=not (self.show_progress and self.is_main),
+                   dynamic_ncols=True)
+        window: dict[str, torch.Tensor] = {}
+        window_start, window_steps = time.perf_counter(), 0
+        batches = iter(self.loader)
+        checkpoint_every = self.recipe.train.checkpoint_every
+        while self.step < self.total_steps:
+            metrics = self.train_step(next(batches))
+            for key, value in metrics.items():
+                window[key] = window.get(key, 0) + value
+            window_steps += 1
+            bar.update(1)
+            if self.step % self.recipe.train.log_every == 0 or self.step == self.total_steps:
+                record = self._log_train(window, window_steps, time.perf_counter() - window_start)
+                bar.set_postfix(epoch=f"{self.loader.epoch:.1f}", loss=f"{record['lm_loss']:.3f}",
+                                exact=f"{record['exact_accuracy']:.3f}", sps=f"{record['samples_per_s']:.0f}")
+                window, window_start, window_steps = {}, time.perf_counter(), 0
+            evaluated = False
+            if self.loader.epoch >= self.next_eval_epoch and self.step < self.total_steps:
+                while self.next_eval_epoch <= self.loader.epoch:
+                    self.next_eval_epoch += float(self.recipe.eval.every)
+                self._evaluate(bar)
+                evaluated = True
+            if (evaluated and checkpoint_every is None) or (checkpoint_every and self.step % checkpoint_every == 0):
+                self.save()
+        bar.close()
+        self._evaluate(None)
+        self.save()
+        if self.is_main:
+            get_host().pm.hook.trm_after_run(recipe=self.recipe, run_dir=self.run_dir, metrics=self.last_eval)
+        if acc.log_with:
+            acc.end_training()
+        return self.last_eval
+
+    def _log_train(self, window: dict[str, torch.Tensor], steps: int, seconds: float) -> dict[str, float]:
+        keys = sorted(window)
+        stacked = torch.stack([torch.as_tensor(window[k], dtype=torch.float32, device=self.accelerator.device) for k in keys])
+        lr = float(window["lr"]) / steps
+        stacked = self.accelerator.reduce(stacked, reduction="sum") if self.accelerator.num_processes > 1 else stacked
+        summed = dict(zip(keys, stacked.tolist()))
+        count = max(summed.get("count", 0.0), 1.0)
+        record: dict[str, Any] = {"kind": "train", "step": self.step, "epoch": round(self.loader.epoch, 4)}
+        for key, value in summed.items():
+            if key in ("lr", "count"):
+                continue
+            record[key] = value / (steps * self.plan.global_batch) if key.endswith("loss") else value / count
+        record["halted"] = summed.get("count", 0.0) / steps
+        record["lr"] = lr
+        record["samples_per_s"] = steps * self.plan.global_batch / max(seconds, 1e-9)
+        self.log.write(record)
+        if self.accelerator.log_with:
+            self.accelerator.log({f"train/{k}": v for k, v in record.items() if isinstance(v, float)}, step=self.step)
+        return record
+
+    def _evaluate(self, bar: Any) -> None:
+        recipe, acc = self.recipe, self.accelerator
+        if not self.store.has_split(recipe.eval.split):
+            return
+        if self.evaluators is None:  # built once per run: ARC votes accumulate across rounds
+            self.evaluators = build_evaluators(recipe, self.store, self.run_dir / "eval")
+        max_steps = recipe.eval.max_steps or self.halting.max_steps
+        context = self.ema.applied() if self.ema is not None else _nullcontext()
+        with context:
+            metrics = evaluate(self.step_model, self.store.split(recipe.eval.split), self.evaluators, accelerator=acc,
+                               global_batch_size=recipe.eval.batch_size or self.plan.global_batch,
+                               max_steps=max_steps, limit=recipe.eval.limit, seed=recipe.train.seed,
+                               ignore_label_id=self.store.info.ignore_label_id, pad_id=self.store.info.pad_id,
+                               show_progress=self.show_progress)
+        self.last_eval = metrics
+        if self.is_main:
+            directory = self.run_dir / "eval" / f"step_{self.step}"
+            for _, evaluator in self.evaluators:
+                evaluator.write(directory)
+            self.log.write({"kind": "eval", "step": self.step, "epoch": round(self.loader.epoch, 4), **metrics})
+            message = f"evaluation at step {self.step} (epoch {self.loader.epoch:.1f}, EMA weights):\n{format_table(metrics)}"
+            (bar.write if bar is not None else print)(message)
+            plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
+            get_host().pm.hook.trm_after_eval(recipe=recipe, run_dir=self.run_dir, step=self.step, metrics=metrics)
+        if acc.log_with:
+            acc.log({f"eval/{k}": v for k, v in metrics.items()}, step=self.step)
+
+    # ---- checkpoints ----------------------------------------------------------------------------------------
+    def save(self) -> None:
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if self.is_main:
+            optim = {"dense": self.dense_opt.state_dict(),
+                     "sparse": self.sparse_opt.state_dict() if self.sparse_opt is not None else None}
+            state = {
+                "step": self.step,
+                "next_eval_epoch": self.next_eval_epoch if math.isfinite(self.next_eval_epoch) else None,
+                "loader": self.loader.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+                "carries": [_carry_state(c) for c in self.carries] if acc.num_processes == 1 else None,
+                "fingerprint": self.store.info.fingerprint,
+                "trm_version": __version__,
+                "processes": acc.num_processes,
+            }
+            write_checkpoint(self.run_dir, self.step, model_state=self.model.state_dict(),
+                             ema_state=self.ema.state_dict() if self.ema is not None else None,
+                             optim_state=optim, state=state, identifiers=_identifier_names(self.store))
+        acc.wait_for_everyone()
+
+    def _resume(self) -> None:
+        path = find_checkpoint(self.run_dir)
+        parts = read_checkpoint(path, map_location=self.accelerator.device)
+        state = parts["state"]
+        if state["fingerprint"] != self.store.info.fingerprint:
+            raise UserError(
+                f"{path}: written for a dataset with fingerprint {state['fingerprint']}, but {self.recipe.data.store} "
+                f"has {self.store.info.fingerprint}; resume with the same store"
+            )
+        self.model.load_state_dict(parts["model"])
+        if self.ema is not None and parts["ema"] is not None:
+            self.ema.load_state_dict(parts["ema"])
+        self.dense_opt.load_state_dict(parts["optim"]["dense"])
+        if self.sparse_opt is not None and parts["optim"]["sparse"] is not None:
+            self.sparse_opt.load_state_dict(parts["optim"]["sparse"])
+        self.loader.load_state_dict(state["loader"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu())
+        self.step = state["step"]
+        self.next_eval_epoch = state["next_eval_epoch"] if state["next_eval_epoch"] is not None else math.inf
+        carries = state.get("carries")
+        if carries and state.get("processes", 1) == self.accelerator.num_processes:
+            self.carries = [self._restore_carry(c) for c in carries]
+        self.log.truncate_after(self.step)
+        if self.is_main:
+            print(f"resumed from {path} at step {self.step}", flush=True)
+
+    def _restore_carry(self, state: Any) -> Any:
+        if state is None:
+            return None
+        from trm.engine import Carry
+
+        return Carry(**{k: v.to(self.accelerator.device) if isinstance(v, torch.Tensor) else v for k, v in state.items()})
+
+
+@contextmanager
+def _nullcontext() -> Iterator[None]:
+    yield
+
+
+def _identifier_names(store: Any) -> list[str] | None:
+    names = getattr(store.info, "identifier_names", None)
+    return list(names) if names is not None else None
+
+
+def _trackers() -> list[str]:
+    chosen = [name.strip() for name in os.environ.get("TRM_TRACKERS", "auto").split(",") if name.strip()]
+    if chosen == ["auto"]:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            return []
+        return ["tensorboard"]
+    return [name for name in chosen if name != "none"]
+
+
+def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume: str | None = None,
+                 run_dir: str | None = None, show_progress: bool = True) -> dict[str, float]:
+    """``trm run``: a new run from a recipe, or ``resume`` a run directory from its latest checkpoint."""
+    if resume:
+        directory = Path(resume)
+        saved = directory / "recipe.yaml"
+        if not saved.exists():
+            raise UserError(f"{directory}: not a run directory (no recipe.yaml)")
+        recipe = load_recipe(saved, overrides)
+        trainer = Trainer(recipe, directory, resume=True, show_progress=show_progress)
+        return trainer.run()
+    if recipe_path is None:
+        raise UserError("trm run needs a RECIPE, or --resume RUN_DIR")
+    recipe = load_recipe(recipe_path, overrides)
+    directory = Path(run_dir) if run_dir else new_run_dir(Path(recipe_path), recipe)
+    directory = _agree_on_directory(directory)
+    if (directory / "checkpoints").exists():
+        raise UserError(f"{directory}: already holds a run; continue it with `trm run --resume {directory}`")
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_atomic(directory / "recipe.yaml", dump_recipe(recipe))
+    trainer = Trainer(recipe, directory, show_progress=show_progress)
+    return trainer.run()
+
+
+def _agree_on_directory(directory: Path) -> Path:
+    """The main process's run directory name, for every process (their clocks may straddle a second)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+        from accelerate.utils import broadcast_object_list
+
+        PartialState()
+        holder = [str(directory)]
+        broadcast_object_list(holder, from_process=0)
+        return Path(holder[0])
+    return directory
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def dump_metrics(path: Path, metrics: dict[str, float]) -> None:
+    _write_atomic(path, json.dumps(metrics, indent=2))
