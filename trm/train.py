@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import time
 from contextlib import contextmanager
 from datetime import datetime
@@ -174,6 +175,8 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.is_main)
         self.evaluators = None
+        # Fault injection for the resume test (docs/training.md): SIGKILL this process right after that step.
+        self.kill_at_step = int(os.environ.get("TRM_FAULT_KILL_AT_STEP", "0")) or None
         if resume:
             self._resume()
 
@@ -275,6 +278,8 @@ class Trainer:
         checkpoint_every = self.recipe.train.checkpoint_every
         while self.step < self.total_steps:
             metrics = self.train_step(next(batches))
+            if self.step == self.kill_at_step:
+                os.kill(os.getpid(), signal.SIGKILL)
             for key, value in metrics.items():
                 window[key] = window.get(key, 0) + value
             window_steps += 1

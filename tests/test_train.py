@@ -1,0 +1,172 @@
+"""End to end on CPU: training learns, lifecycle hooks fire, a SIGKILLed run resumes exactly, two processes give
+the same losses as one, and `trm eval` reads the run back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+TINY = """
+extends: {repo}/recipes/quickstart.yaml
+data: {{store: {store}, build_if_missing: true}}
+model: {{hidden_size: 32, h_cycles: 2, l_cycles: 2, puzzle_emb_len: 4, puzzle_emb_dim: 32}}
+backbone: {{name: attention, options: {{layers: 1, num_heads: 2}}}}
+train: {{global_batch_size: 32, epochs: 100000, max_steps: {steps}, log_every: 1, checkpoint_every: {ckpt}, compile: off}}
+optim: {{warmup_steps: 5}}
+eval: {{every: null, limit: 64, batch_size: 64}}
+"""
+
+
+def write_recipe(tmp_path: Path, steps: int = 30, ckpt: int | None = None, extra: str = "") -> Path:
+    recipe = tmp_path / "tiny.yaml"
+    store = tmp_path.parent / "tiny-store.zarr"  # shared by the runs of one test
+    recipe.write_text(TINY.format(repo=REPO, store=store, steps=steps, ckpt="null" if ckpt is None else ckpt) + extra)
+    return recipe
+
+
+def trm(*args, env=None, cwd=None, timeout=600):
+    environment = dict(os.environ, TRM_TRACKERS="none", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "trm", *args], capture_output=True, text=True, env=environment,
+                          cwd=cwd or REPO, timeout=timeout)
+
+
+def train_records(run_dir: Path) -> list[dict]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "samples_per_s"} for r in records if r["kind"] == "train"]
+
+
+def eval_records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if json.loads(line)["kind"] == "eval"]
+
+
+def test_hook_trm_before_run(tmp_path):
+    events = run_with_recorder(tmp_path)
+    assert events[0]["hook"] == "trm_before_run"
+    assert Path(events[0]["run_dir"]).joinpath("recipe.yaml").exists()
+
+
+def test_hook_trm_after_eval(tmp_path):
+    events = run_with_recorder(tmp_path)
+    after_eval = [e for e in events if e["hook"] == "trm_after_eval"]
+    assert after_eval and after_eval[-1]["step"] == 6
+    assert any(key.endswith("exact_accuracy") for key in after_eval[-1]["metrics"])
+
+
+def test_hook_trm_after_run(tmp_path):
+    events = run_with_recorder(tmp_path)
+    assert events[-1]["hook"] == "trm_after_run"
+    assert events[-1]["metrics"] == [e for e in events if e["hook"] == "trm_after_eval"][-1]["metrics"]
+
+
+_RECORDER = '''
+import json
+from trm.hookspecs import hookimpl
+LOG = {log!r}
+def _write(**event):
+    with open(LOG, "a") as handle:
+        handle.write(json.dumps(event, default=str) + "\\n")
+@hookimpl
+def trm_before_run(recipe, run_dir):
+    _write(hook="trm_before_run", run_dir=str(run_dir))
+@hookimpl
+def trm_after_eval(recipe, run_dir, step, metrics):
+    _write(hook="trm_after_eval", step=step, metrics=metrics)
+@hookimpl
+def trm_after_run(recipe, run_dir, metrics):
+    _write(hook="trm_after_run", metrics=metrics)
+'''
+
+_recorded: dict[str, list] = {}
+
+
+def run_with_recorder(tmp_path: Path) -> list[dict]:
+    key = "recorder"
+    if key in _recorded:
+        return _recorded[key]
+    log = tmp_path / "events.jsonl"
+    (tmp_path / "recorder.py").write_text(_RECORDER.format(log=str(log)))
+    recipe = write_recipe(tmp_path, steps=6, extra="plugins: [recorder.py]\n")
+    result = trm("run", str(recipe), "--run-dir", str(tmp_path / "run"), "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    _recorded[key] = [json.loads(line) for line in log.read_text().splitlines()]
+    return _recorded[key]
+
+
+def test_run_prints_batch_plan_and_writes_run_dir(tmp_path):
+    recipe = write_recipe(tmp_path, steps=4)
+    result = trm("run", str(recipe), "--run-dir", str(tmp_path / "run"), "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "global batch: 32 = 1 process(es) x 32 per device x 1 accumulation step(s)" in result.stdout
+    assert "dense parameters:" in result.stdout
+    run = tmp_path / "run"
+    for name in ("recipe.yaml", "metrics.jsonl", "checkpoints/latest"):
+        assert (run / name).exists(), name
+    assert len(train_records(run)) == 4
+    evaluated = trm("eval", str(run), "--limit", "32", "--max-steps", "3", "--no-progress")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    report = json.loads(sorted(run.glob("eval-step_4-test-*.json"))[-1].read_text())
+    assert report["max_steps"] == 3 and report["metrics"]["eval/mean_steps"] == 3.0
+    assert report["metrics"]["eval/examples"] == 32.0
+    again = trm("run", str(recipe), "--run-dir", str(run), "--no-progress")
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
+    recipe = write_recipe(tmp_path, steps=24, ckpt=8)
+    straight = trm("run", str(recipe), "--run-dir", str(tmp_path / "straight"), "--no-progress")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = trm("run", str(recipe), "--run-dir", str(tmp_path / "killed"), "--no-progress",
+                 env={"TRM_FAULT_KILL_AT_STEP": "13"})
+    assert killed.returncode == -signal.SIGKILL
+    assert (tmp_path / "killed" / "checkpoints" / "latest").read_text().strip() == "step_8"
+    assert not eval_records(tmp_path / "killed")
+    resumed = trm("run", "--resume", str(tmp_path / "killed"), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout and "at step 8" in resumed.stdout
+    assert train_records(tmp_path / "killed") == train_records(tmp_path / "straight")
+    final = lambda run: {k: v for k, v in eval_records(run)[-1].items()}  # noqa: E731
+    assert final(tmp_path / "killed") == final(tmp_path / "straight")
+
+
+def test_resume_refuses_a_store_with_another_fingerprint(tmp_path):
+    recipe = write_recipe(tmp_path, steps=2)
+    assert trm("run", str(recipe), "--run-dir", str(tmp_path / "run"), "--no-progress").returncode == 0
+    other = tmp_path / "other.zarr"
+    built = trm("augment", "sudoku", "--source", "generate", "--out", str(other), "size=4", "num_train=20",
+                "num_test=20", "seed=99", "--no-progress")
+    assert built.returncode == 0, built.stderr[-2000:]
+    result = trm("run", "--resume", str(tmp_path / "run"), f"data.store={other}", "--no-progress")
+    assert result.returncode == 2
+    assert "fingerprint" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("per_device", [None, 8])
+def test_two_processes_match_one(tmp_path, per_device):
+    recipe = write_recipe(tmp_path, steps=6)
+    one = trm("run", str(recipe), "--run-dir", str(tmp_path / "one"), "--no-progress")
+    assert one.returncode == 0, one.stderr[-3000:]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "trm", "run", str(recipe),
+              "--run-dir", str(tmp_path / "two"), "--no-progress"]
+    if per_device:
+        launch.append(f"train.per_device_batch_size={per_device}")
+    two = subprocess.run(launch, capture_output=True, text=True, cwd=REPO, timeout=600,
+                         env=dict(os.environ, TRM_TRACKERS="none", OMP_NUM_THREADS="1"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    if per_device:
+        assert "2 process(es) x 8 per device x 2 accumulation step(s)" in two.stdout
+    a, b = train_records(tmp_path / "one"), train_records(tmp_path / "two")
+    assert len(a) == len(b) == 6
+    for left, right in zip(a, b):
+        for key in ("lm_loss", "q_halt_loss", "accuracy", "exact_accuracy", "steps"):
+            assert right[key] == pytest.approx(left[key], rel=1e-4, abs=1e-6), (key, left["step"])
