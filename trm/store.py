@@ -1,0 +1,589 @@
+"""The dataset store: a zarr v3 directory holding every split of a built task, and its writer and reader.
+
+Layout (docs/datasets.md has the full table and the measurements behind the chunking choice)::
+
+    STORE.zarr/                       zarr group; attrs["trm_dataset"] = metadata (format, vocabulary, task, ...)
+      identifier_names                uint8 [bytes]: gzip(JSON list id -> name); entry 0 is "<blank>"
+      extras                          uint8 [bytes]: gzip(JSON dict) of task extras (ARC: the raw test puzzles)
+      {train,test}/                   zarr group per split; attrs = counts and token range of the split
+        inputs, labels                uint8 (uint16 if vocab > 256) [N_examples, seq_len], row chunks in shards
+        puzzle_identifiers            int32 [N_puzzles]
+        puzzle_indices                int64 [N_puzzles + 1]   CSR: puzzle p owns examples [pi[p], pi[p+1])
+        group_indices                 int64 [N_groups + 1]    CSR: group g owns puzzles  [gi[g], gi[g+1])
+
+The three levels group > puzzle > example and the CSR offsets are those of the reference (REFERENCE.md 1.0); trm
+stores one set per split instead of ``all__*.npy`` files, and int64 offsets so ARC-scale stores cannot overflow.
+
+Task plugins never touch zarr: ``TaskSpec.build(options, writer)`` receives a :class:`DatasetWriter`, which validates
+every group it is given and streams rows to disk in whole shards. :func:`build_store` writes into
+``<out>.partial-<pid>``, sets the completion marker last and renames, so an interrupted build leaves nothing that
+:func:`open_store` accepts. :func:`open_store` checks the format, the completion marker, shapes, offsets and token
+range, and raises :class:`~trm.errors.UserError` with one line naming the store when anything is off.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Iterable
+
+import attrs
+import numpy as np
+
+from trm.errors import UserError
+
+FORMAT = "trm-dataset"
+FORMAT_VERSION = 1
+META_KEY = "trm_dataset"
+SPLIT_NAMES = ("train", "test")
+
+# Chunking chosen by measurement (docs/datasets.md "Chunking and compression"): 256-row chunks keep a random row
+# read cheap, shards of 16 chunks keep the file count low (ARC: ~1,300 files per array), zstd level 3 shrinks
+# Sudoku tokens ~2.6x and decodes at memory speed.
+CHUNK_ROWS = 256
+SHARD_ROWS = 256 * 16
+ZSTD_LEVEL = 3
+
+# The reader keeps an array whole in memory when it is at most this big, else an LRU cache of decoded chunks.
+WHOLE_ARRAY_BYTES = int(os.environ.get("TRM_STORE_WHOLE_MB", "512")) * 2**20
+CHUNK_CACHE_BYTES = int(os.environ.get("TRM_STORE_CACHE_MB", "256")) * 2**20
+
+
+def _zarr():
+    import zarr  # imported lazily: the CLI and plugin host must start quickly
+
+    return zarr
+
+
+def _token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint8 if vocab_size <= 256 else np.uint16)
+
+
+def _pack_json(value: Any) -> np.ndarray:
+    return np.frombuffer(gzip.compress(json.dumps(value, sort_keys=True).encode(), mtime=0), dtype=np.uint8)
+
+
+def _unpack_json(array: Any) -> Any:
+    return json.loads(gzip.decompress(np.asarray(array[:], dtype=np.uint8).tobytes()))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Writer
+# --------------------------------------------------------------------------------------------------------------
+
+
+class SplitWriter:
+    """Writes one split: groups of puzzles of examples, validated and streamed to disk a shard at a time."""
+
+    def __init__(self, parent: "DatasetWriter", name: str):
+        self.name, self._parent = name, parent
+        from zarr.codecs import ZstdCodec
+
+        self._group = parent._root.create_group(name)
+        seq_len, dtype = parent.seq_len, _token_dtype(parent.vocab_size)
+        self._arrays = {
+            key: self._group.create_array(
+                key, shape=(0, seq_len), dtype=dtype, chunks=(CHUNK_ROWS, seq_len), shards=(SHARD_ROWS, seq_len),
+                compressors=ZstdCodec(level=ZSTD_LEVEL), fill_value=0,
+            )
+            for key in ("inputs", "labels")
+        }
+        self._buffers: dict[str, list[np.ndarray]] = {"inputs": [], "labels": []}
+        self._buffered = 0
+        self._written = 0
+        self._hash = hashlib.sha256()
+        self._identifiers: list[int] = []
+        self._puzzle_sizes: list[int] = []
+        self._group_sizes: list[int] = []
+        self._token_min, self._token_max = None, None
+        self.closed = False
+
+    def add_group(self, puzzles: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
+        """One group (an original puzzle) = its versions ``(identifier, inputs [E, L], labels [E, L])``."""
+        if self.closed:
+            raise ValueError(f"split '{self.name}' is already closed")
+        if not puzzles:
+            raise ValueError(f"split '{self.name}': a group needs at least one puzzle")
+        parent = self._parent
+        checked = []
+        for number, item in enumerate(puzzles):
+            where = f"split '{self.name}', group {len(self._group_sizes)}, puzzle {number}"
+            if not (isinstance(item, tuple) and len(item) == 3):
+                raise ValueError(f"{where}: expected (identifier, inputs, labels), got {type(item).__name__}")
+            identifier, inputs, labels = item
+            identifier = int(identifier)
+            if not 0 <= identifier < len(parent._identifier_names):
+                raise ValueError(f"{where}: identifier {identifier} was not assigned by writer.identifier()")
+            inputs, labels = np.asarray(inputs), np.asarray(labels)
+            for label, array in (("inputs", inputs), ("labels", labels)):
+                if array.ndim != 2 or array.shape[1] != parent.seq_len or array.shape[0] < 1:
+                    raise ValueError(f"{where}: {label} must have shape [E >= 1, {parent.seq_len}], got {array.shape}")
+                if not np.issubdtype(array.dtype, np.integer):
+                    raise ValueError(f"{where}: {label} must hold integers, got {array.dtype}")
+                low, high = int(array.min()), int(array.max())
+                if low < 0 or high >= parent.vocab_size:
+                    raise ValueError(f"{where}: {label} tokens span [{low}, {high}], outside [0, {parent.vocab_size})")
+                self._token_min = low if self._token_min is None else min(self._token_min, low)
+                self._token_max = high if self._token_max is None else max(self._token_max, high)
+            if inputs.shape != labels.shape:
+                raise ValueError(f"{where}: inputs {inputs.shape} and labels {labels.shape} differ in shape")
+            checked.append((identifier, inputs, labels))
+        dtype = _token_dtype(parent.vocab_size)
+        for identifier, inputs, labels in checked:
+            self._identifiers.append(identifier)
+            self._puzzle_sizes.append(inputs.shape[0])
+            for key, array in (("inputs", inputs), ("labels", labels)):
+                self._buffers[key].append(np.ascontiguousarray(array, dtype=dtype))
+            self._buffered += inputs.shape[0]
+        self._group_sizes.append(len(checked))
+        if self._buffered >= SHARD_ROWS:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        """Write whole shards (all buffered rows when ``final``); keep the remainder buffered."""
+        if not self._buffered:
+            return
+        blocks = {key: np.concatenate(parts) for key, parts in self._buffers.items()}
+        take = self._buffered if final else (self._buffered // SHARD_ROWS) * SHARD_ROWS
+        start, stop = self._written, self._written + take
+        for key, block in blocks.items():
+            array = self._arrays[key]
+            array.resize((stop, self._parent.seq_len))
+            array[start:stop] = block[:take]
+            self._hash.update(key.encode())
+            self._hash.update(block[:take].tobytes())
+            self._buffers[key] = [block[take:]] if take < len(block) else []
+        self._written, self._buffered = stop, self._buffered - take
+
+    def close(self) -> dict[str, Any]:
+        """Flush the rest, write the index arrays, return the split's summary (also stored as attrs)."""
+        if self.closed:
+            return dict(self._group.attrs)
+        self._flush(final=True)
+        if not self._group_sizes:
+            raise ValueError(f"split '{self.name}' was opened but no group was added")
+        identifiers = np.asarray(self._identifiers, dtype=np.int32)
+        puzzle_indices = np.concatenate([[0], np.cumsum(self._puzzle_sizes)]).astype(np.int64)
+        group_indices = np.concatenate([[0], np.cumsum(self._group_sizes)]).astype(np.int64)
+        for key, array in (("puzzle_identifiers", identifiers), ("puzzle_indices", puzzle_indices),
+                           ("group_indices", group_indices)):
+            self._group.create_array(key, data=array, chunks=(max(1, min(len(array), 2**20)),))
+            self._hash.update(key.encode())
+            self._hash.update(array.tobytes())
+        summary = {
+            "num_examples": int(self._written), "num_puzzles": len(identifiers), "num_groups": len(self._group_sizes),
+            "token_min": int(self._token_min), "token_max": int(self._token_max),
+            "content_sha256": self._hash.hexdigest(),
+        }
+        self._group.attrs.update(summary)
+        self.closed = True
+        return summary
+
+
+class DatasetWriter:
+    """What a task's ``build(options, writer)`` writes through. Created by :func:`build_store`."""
+
+    def __init__(self, root: Any, *, seed: int, show_progress: bool = True):
+        self._root = root
+        self.seed = int(seed)
+        self.show_progress = show_progress
+        self.vocab_size: int | None = None
+        self.seq_len: int | None = None
+        self._vocabulary: dict[str, Any] | None = None
+        self._identifier_names: list[str] = ["<blank>"]
+        self._identifier_ids: dict[str, int] = {"<blank>": 0}
+        self._splits: dict[str, SplitWriter] = {}
+        self._extras: dict[str, Any] = {}
+
+    def set_vocabulary(self, *, vocab_size: int, seq_len: int, pad_id: int = 0, ignore_label_id: int | None = 0,
+                       blank_token_id: int | None = None, token_names: list[str] | None = None) -> None:
+        """Tokens are ``0 .. vocab_size-1``; every example has ``seq_len`` of them. Call once, before any split."""
+        if self._vocabulary is not None:
+            raise ValueError("set_vocabulary() was already called")
+        if not (1 <= vocab_size <= 65536) or seq_len < 1:
+            raise ValueError(f"vocab_size must be in [1, 65536] and seq_len >= 1, got {vocab_size}, {seq_len}")
+        for label, value in (("pad_id", pad_id), ("ignore_label_id", ignore_label_id),
+                             ("blank_token_id", blank_token_id)):
+            if value is not None and not 0 <= value < vocab_size:
+                raise ValueError(f"{label} {value} is outside [0, {vocab_size})")
+        if token_names is not None and len(token_names) != vocab_size:
+            raise ValueError(f"token_names has {len(token_names)} entries, vocab_size is {vocab_size}")
+        self.vocab_size, self.seq_len = int(vocab_size), int(seq_len)
+        self._vocabulary = {
+            "vocab_size": int(vocab_size), "seq_len": int(seq_len), "pad_id": int(pad_id),
+            "ignore_label_id": None if ignore_label_id is None else int(ignore_label_id),
+            "blank_token_id": None if blank_token_id is None else int(blank_token_id),
+            "token_names": None if token_names is None else [str(name) for name in token_names],
+        }
+
+    def identifier(self, name: str) -> int:
+        """The puzzle identifier of ``name``, assigning the next free id on first use (0 is ``"<blank>"``)."""
+        name = str(name)
+        found = self._identifier_ids.get(name)
+        if found is None:
+            found = self._identifier_ids[name] = len(self._identifier_names)
+            self._identifier_names.append(name)
+        return found
+
+    def split(self, name: str) -> SplitWriter:
+        """The writer of split ``name`` (``train`` or ``test``); each split is written once."""
+        if self._vocabulary is None:
+            raise ValueError("call writer.set_vocabulary(...) before writer.split(...)")
+        if name not in SPLIT_NAMES:
+            raise ValueError(f"unknown split '{name}'; expected one of {', '.join(SPLIT_NAMES)}")
+        if name in self._splits:
+            raise ValueError(f"split '{name}' was already opened; get its writer once and add every group to it")
+        self._splits[name] = SplitWriter(self, name)
+        return self._splits[name]
+
+    def set_extra(self, key: str, value: Any) -> None:
+        """A JSON-serialisable task extra kept in the store (e.g. ARC's raw test puzzles)."""
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"extra '{key}' is not JSON-serialisable: {exc}") from None
+        self._extras[str(key)] = value
+
+    def progress(self, iterable: Iterable | None = None, *, total: int | None = None, desc: str = "") -> Any:
+        """A tqdm progress bar (silent when the build was asked not to show progress)."""
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, disable=not self.show_progress, dynamic_ncols=True, leave=False)
+
+    def finish(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        """Close every split, write names and extras, and set the metadata with the completion marker last."""
+        if self._vocabulary is None or not self._splits:
+            raise ValueError("the task wrote no data: call set_vocabulary() and add groups to at least one split")
+        splits = {name: writer.close() for name, writer in self._splits.items()}
+        names = _pack_json(self._identifier_names)
+        extras = _pack_json(self._extras)
+        self._root.create_array("identifier_names", data=names, chunks=(max(1, len(names)),))
+        self._root.create_array("extras", data=extras, chunks=(max(1, len(extras)),))
+        digest = hashlib.sha256()
+        digest.update(json.dumps(self._vocabulary, sort_keys=True).encode())
+        digest.update(hashlib.sha256(names.tobytes()).digest() + hashlib.sha256(extras.tobytes()).digest())
+        for name in sorted(splits):
+            digest.update(name.encode() + splits[name]["content_sha256"].encode())
+        meta = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, **metadata, **self._vocabulary,
+            "num_puzzle_identifiers": len(self._identifier_names), "seed": self.seed,
+            "splits": {name: {k: v for k, v in s.items() if k != "content_sha256"} for name, s in splits.items()},
+            "fingerprint": digest.hexdigest()[:16],
+            "complete": True,
+        }
+        self._root.attrs[META_KEY] = meta
+        return meta
+
+
+def build_store(task_spec: Any, options: Any, out: Path, *, overwrite: bool = False,
+                show_progress: bool = True) -> "StoreInfo":
+    """Build ``out`` with ``task_spec.build(options, writer)``; atomic: the store appears complete or not at all."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: already exists; pass --overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
+    if partial.exists():
+        shutil.rmtree(partial)
+    from trm.config import recipe_to_dict
+
+    plain_options = recipe_to_dict(options) if attrs.has(type(options)) else dict(options or {})
+    started = time.time()
+    try:
+        root = _zarr().open_group(str(partial), mode="w")
+        writer = DatasetWriter(root, seed=int(plain_options.get("seed", 0) or 0), show_progress=show_progress)
+        task_spec.build(options, writer)
+        writer.finish({
+            "task": task_spec.name, "task_options": plain_options, "builder_version": str(task_spec.version),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "build_seconds": round(time.time() - started, 2),
+        })
+        if out.exists():
+            retired = out.with_name(f"{out.name}.old-{os.getpid()}")
+            out.rename(retired)
+            partial.rename(out)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return open_store(out).info
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reader
+# --------------------------------------------------------------------------------------------------------------
+
+
+@attrs.define(frozen=True, slots=False)
+class StoreInfo:
+    """A store's metadata. ``identifier_names`` and ``extras`` are read on first use (ARC has ~900k names)."""
+
+    path: Path
+    task: str
+    task_options: dict
+    vocab_size: int
+    seq_len: int
+    pad_id: int
+    ignore_label_id: int | None
+    blank_token_id: int | None
+    token_names: list[str] | None
+    num_puzzle_identifiers: int
+    format_version: int
+    builder_version: str
+    seed: int
+    created: str
+    fingerprint: str
+    splits: dict  # name -> {num_examples, num_puzzles, num_groups, token_min, token_max}
+    build_seconds: float | None = None
+
+    @functools.cached_property
+    def identifier_names(self) -> list[str]:
+        return _unpack_json(_open_array(self.path, "identifier_names"))
+
+    @functools.cached_property
+    def extras(self) -> dict:
+        return _unpack_json(_open_array(self.path, "extras"))
+
+
+def _open_array(path: Path, key: str) -> Any:
+    try:
+        return _zarr().open_array(str(path / key), mode="r")
+    except Exception as exc:  # zarr raises several types for missing/garbled metadata
+        raise UserError(f"{path}: store is damaged: cannot open '{key}' ({type(exc).__name__})") from None
+
+
+class RowArray:
+    """Read-only rows of a token array, ``array[rows]`` for an int, slice or integer array of rows.
+
+    Arrays up to ``WHOLE_ARRAY_BYTES`` are decoded whole on first use (Sudoku: 81 MB); bigger ones (ARC: 4.7 GB)
+    are read chunk by chunk through an LRU cache of at most ``CHUNK_CACHE_BYTES`` decoded bytes, so memory stays
+    bounded whatever the store's size.
+    """
+
+    def __init__(self, zarray: Any, where: str, *, whole_bytes: int = WHOLE_ARRAY_BYTES,
+                 cache_bytes: int = CHUNK_CACHE_BYTES):
+        self._zarray, self.where = zarray, where
+        self.shape, self.dtype = tuple(zarray.shape), np.dtype(zarray.dtype)
+        self.chunk_rows = int(zarray.chunks[0])
+        self._row_bytes = self.shape[1] * self.dtype.itemsize
+        self._whole = None
+        self._use_whole = self.shape[0] * self._row_bytes <= whole_bytes
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache_limit = max(1, cache_bytes // max(1, self.chunk_rows * self._row_bytes))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        try:
+            return np.asarray(self._zarray[start:stop])
+        except Exception as exc:
+            raise UserError(f"{self.where}: cannot read rows {start}..{stop} ({type(exc).__name__}: {exc}); "
+                            "the store is damaged, rebuild it") from None
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(self.shape[0])
+            if self._use_whole or step != 1:
+                return self[np.arange(start, stop, step)]
+            return self._read(start, stop)
+        scalar = np.isscalar(rows)
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        rows = np.where(rows < 0, rows + self.shape[0], rows)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0]):
+            raise IndexError(f"{self.where}: row index out of range [0, {self.shape[0]})")
+        if self._use_whole:
+            if self._whole is None:
+                self._whole = self._read(0, self.shape[0])
+            out = self._whole[rows]
+        else:
+            out = self._gather(rows)
+        return out[0] if scalar else out
+
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        chunk_of = rows // self.chunk_rows
+        order = np.argsort(chunk_of, kind="stable")
+        boundaries = np.flatnonzero(np.diff(chunk_of[order])) + 1
+        for positions in np.split(order, boundaries):
+            if positions.size == 0:
+                continue
+            chunk = int(chunk_of[positions[0]])
+            data = self._cache.get(chunk)
+            if data is None:
+                start = chunk * self.chunk_rows
+                data = self._read(start, min(start + self.chunk_rows, self.shape[0]))
+                self._cache[chunk] = data
+                if len(self._cache) > self._cache_limit:
+                    self._cache.popitem(last=False)
+            else:
+                self._cache.move_to_end(chunk)
+            out[positions] = data[rows[positions] - chunk * self.chunk_rows]
+        return out
+
+
+@attrs.define(slots=False)
+class SplitData:
+    """One split: token rows (``inputs``, ``labels``) and the CSR index arrays (REFERENCE.md 1.0)."""
+
+    name: str
+    inputs: RowArray
+    labels: RowArray
+    puzzle_identifiers: np.ndarray  # int32 [P]
+    puzzle_indices: np.ndarray  # int64 [P+1]
+    group_indices: np.ndarray  # int64 [G+1]
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.puzzle_indices[-1])
+
+    @property
+    def num_puzzles(self) -> int:
+        return len(self.puzzle_identifiers)
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.group_indices) - 1
+
+    @property
+    def mean_puzzle_examples(self) -> float:
+        """Examples per puzzle (1 for Sudoku and Maze); the trainer sizes an epoch with it."""
+        return self.num_examples / max(1, self.num_puzzles)
+
+
+class Store:
+    """An opened, validated store (see :func:`open_store`)."""
+
+    def __init__(self, path: Path, info: StoreInfo):
+        self.path, self.info = path, info
+        self._splits: dict[str, SplitData] = {}
+
+    def has_split(self, name: str) -> bool:
+        return name in self.info.splits
+
+    def split(self, name: str) -> SplitData:
+        if not self.has_split(name):
+            have = ", ".join(sorted(self.info.splits)) or "none"
+            raise UserError(f"{self.path}: store has no split '{name}' (it has: {have})")
+        if name not in self._splits:
+            self._splits[name] = _open_split(self.path, name, self.info)
+        return self._splits[name]
+
+    def size_bytes(self) -> int:
+        """Bytes on disk."""
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+
+def _fail(path: Path, message: str) -> UserError:
+    return UserError(f"{path}: {message}")
+
+
+def open_store(path: Path, *, expect_task: str | None = None) -> Store:
+    """Open and validate a store; :class:`UserError` (one line naming ``path``) if it is absent, partial or foreign."""
+    path = Path(path)
+    if not path.exists():
+        raise _fail(path, "dataset store not found")
+    if not (path / "zarr.json").is_file():
+        raise _fail(path, "not a zarr store (no zarr.json); expected a directory written by `trm augment`")
+    try:
+        meta = json.loads((path / "zarr.json").read_text()).get("attributes", {}).get(META_KEY)
+    except (OSError, ValueError) as exc:
+        raise _fail(path, f"unreadable store metadata ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise _fail(path, "not a trm dataset store (no trm_dataset metadata); build one with `trm augment`")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise _fail(path, f"store format version {meta.get('format_version')!r} is not supported "
+                          f"(this trm reads version {FORMAT_VERSION}); rebuild it with `trm augment`")
+    if meta.get("complete") is not True:
+        raise _fail(path, "store is incomplete (its build was interrupted); rebuild it with --overwrite")
+    if expect_task is not None and meta.get("task") != expect_task:
+        raise _fail(path, f"store was built by task '{meta.get('task')}', expected task '{expect_task}'")
+    try:
+        info = StoreInfo(
+            path=path, task=meta["task"], task_options=meta["task_options"], vocab_size=int(meta["vocab_size"]),
+            seq_len=int(meta["seq_len"]), pad_id=int(meta["pad_id"]), ignore_label_id=meta["ignore_label_id"],
+            blank_token_id=meta["blank_token_id"], token_names=meta.get("token_names"),
+            num_puzzle_identifiers=int(meta["num_puzzle_identifiers"]), format_version=int(meta["format_version"]),
+            builder_version=str(meta["builder_version"]), seed=int(meta["seed"]), created=str(meta["created"]),
+            fingerprint=str(meta["fingerprint"]), splits=dict(meta["splits"]), build_seconds=meta.get("build_seconds"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _fail(path, f"store metadata is missing or has a bad field ({exc})") from None
+    for name, counts in info.splits.items():
+        if not (path / name / "zarr.json").is_file():
+            raise _fail(path, f"split '{name}' is listed in the metadata but missing on disk (truncated store?)")
+        if counts["token_min"] < 0 or counts["token_max"] >= info.vocab_size:
+            raise _fail(path, f"split '{name}' tokens span [{counts['token_min']}, {counts['token_max']}], "
+                              f"outside the vocabulary [0, {info.vocab_size})")
+    return Store(path, info)
+
+
+def _expected_shards(num_rows: int, shard_rows: int) -> int:
+    return (num_rows + shard_rows - 1) // shard_rows
+
+
+def _open_split(path: Path, name: str, info: StoreInfo) -> SplitData:
+    counts = info.splits[name]
+    where = f"{path} split '{name}'"
+    arrays = {key: _open_array(path, f"{name}/{key}") for key in
+              ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")}
+    n, p, g = counts["num_examples"], counts["num_puzzles"], counts["num_groups"]
+    for key in ("inputs", "labels"):
+        array = arrays[key]
+        if tuple(array.shape) != (n, info.seq_len):
+            raise UserError(f"{where}: {key} has shape {tuple(array.shape)}, metadata says ({n}, {info.seq_len})")
+        shard_rows = int((array.shards or array.chunks)[0])
+        stored = path / name / key / "c"
+        found = sum(1 for f in stored.rglob("*") if f.is_file()) if stored.exists() else 0
+        if found != _expected_shards(n, shard_rows):
+            raise UserError(f"{where}: {key} has {found} of {_expected_shards(n, shard_rows)} data files "
+                            "(truncated store); rebuild it with --overwrite")
+    identifiers = np.asarray(arrays["puzzle_identifiers"][:], dtype=np.int32)
+    puzzle_indices = np.asarray(arrays["puzzle_indices"][:], dtype=np.int64)
+    group_indices = np.asarray(arrays["group_indices"][:], dtype=np.int64)
+    problems = []
+    if len(identifiers) != p or len(puzzle_indices) != p + 1 or len(group_indices) != g + 1:
+        problems.append(f"index arrays have lengths {len(identifiers)}, {len(puzzle_indices)}, {len(group_indices)}; "
+                        f"expected {p}, {p + 1}, {g + 1}")
+    elif puzzle_indices[0] != 0 or puzzle_indices[-1] != n or (np.diff(puzzle_indices) < 1).any():
+        problems.append("puzzle_indices is not a CSR offset array from 0 to num_examples with non-empty puzzles")
+    elif group_indices[0] != 0 or group_indices[-1] != p or (np.diff(group_indices) < 1).any():
+        problems.append("group_indices is not a CSR offset array from 0 to num_puzzles with non-empty groups")
+    elif p and (identifiers.min() < 0 or identifiers.max() >= info.num_puzzle_identifiers):
+        problems.append(f"puzzle identifiers outside [0, {info.num_puzzle_identifiers})")
+    if problems:
+        raise UserError(f"{where}: {problems[0]}; rebuild the store")
+    return SplitData(name, RowArray(arrays["inputs"], where + " inputs"), RowArray(arrays["labels"], where + " labels"),
+                     identifiers, puzzle_indices, group_indices)
+
+
+def describe(store: Store, *, seconds: float | None = None) -> str:
+    """The summary ``trm augment`` prints at the end and ``trm data info`` prints for an existing store."""
+    info = store.info
+    lines = [f"store        {store.path}", f"task         {info.task} (builder version {info.builder_version})"]
+    for name in sorted(info.splits, key=lambda s: SPLIT_NAMES.index(s) if s in SPLIT_NAMES else 9):
+        c = info.splits[name]
+        lines.append(f"{name:<12} {c['num_groups']:,} groups, {c['num_puzzles']:,} puzzles, "
+                     f"{c['num_examples']:,} examples")
+    lines += [
+        f"vocabulary   {info.vocab_size} tokens (pad {info.pad_id}, ignored label {info.ignore_label_id}, "
+        f"blank {info.blank_token_id})",
+        f"seq_len      {info.seq_len}",
+        f"identifiers  {info.num_puzzle_identifiers:,} (including <blank>)",
+        f"size on disk {store.size_bytes() / 2**20:,.1f} MiB",
+        f"fingerprint  {info.fingerprint}",
+        f"seed         {info.seed}",
+        f"created      {info.created}",
+    ]
+    took = seconds if seconds is not None else info.build_seconds
+    if took is not None:
+        lines.append(f"build time   {took:,.1f} s")
+    return "\n".join(lines)
