@@ -115,8 +115,8 @@ def test_failed_build_leaves_nothing(tmp_path):
 @pytest.mark.parametrize("bad, message", [
     (lambda w, s: s.add_group([]), "at least one puzzle"),
     (lambda w, s: s.add_group([(0, np.zeros((1, 5)), np.zeros((1, 5)))]), "shape"),
-    (lambda w, s: s.add_group([(0, np.full((1, 6), 10), np.zeros((1, 6)))]), "outside"),
-    (lambda w, s: s.add_group([(0, np.full((1, 6), -1), np.zeros((1, 6)))]), "outside"),
+    (lambda w, s: s.add_group([(0, np.full((1, 6), 10), np.zeros((1, 6), int))]), "outside"),
+    (lambda w, s: s.add_group([(0, np.full((1, 6), -1), np.zeros((1, 6), int))]), "outside"),
     (lambda w, s: s.add_group([(0, np.zeros((1, 6)), np.zeros((1, 6)))]), "integers"),
     (lambda w, s: s.add_group([(5, np.zeros((1, 6), int), np.zeros((1, 6), int))]), "identifier 5"),
     (lambda w, s: s.add_group([(0, np.zeros((2, 6), int), np.zeros((1, 6), int))]), "differ"),

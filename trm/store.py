@@ -127,14 +127,18 @@ class SplitWriter:
                     raise ValueError(f"{where}: {label} must have shape [E >= 1, {parent.seq_len}], got {array.shape}")
                 if not np.issubdtype(array.dtype, np.integer):
                     raise ValueError(f"{where}: {label} must hold integers, got {array.dtype}")
-                low, high = int(array.min()), int(array.max())
-                if low < 0 or high >= parent.vocab_size:
-                    raise ValueError(f"{where}: {label} tokens span [{low}, {high}], outside [0, {parent.vocab_size})")
-                self._token_min = low if self._token_min is None else min(self._token_min, low)
-                self._token_max = high if self._token_max is None else max(self._token_max, high)
             if inputs.shape != labels.shape:
                 raise ValueError(f"{where}: inputs {inputs.shape} and labels {labels.shape} differ in shape")
             checked.append((identifier, inputs, labels))
+        # One range check over the whole group: cheap even for Sudoku's 1,001 one-row versions per group.
+        for label, position in (("inputs", 1), ("labels", 2)):
+            stacked = np.concatenate([item[position] for item in checked])
+            low, high = int(stacked.min()), int(stacked.max())
+            if low < 0 or high >= parent.vocab_size:
+                raise ValueError(f"split '{self.name}', group {len(self._group_sizes)}: {label} tokens span "
+                                 f"[{low}, {high}], outside [0, {parent.vocab_size})")
+            self._token_min = low if self._token_min is None else min(self._token_min, low)
+            self._token_max = high if self._token_max is None else max(self._token_max, high)
         dtype = _token_dtype(parent.vocab_size)
         for identifier, inputs, labels in checked:
             self._identifiers.append(identifier)
