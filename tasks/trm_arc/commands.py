@@ -1,0 +1,80 @@
+"""``trm arc ...``: the ARC plugin's commands (added through the ``trm_commands`` hook).
+
+``trm arc check-leakage`` reports test answers found among the training examples (REFERENCE.md 1.3 and 10.4:
+ARC-AGI-2's training2 holds 376 ARC-AGI-1 evaluation tasks). It exits 1 when leakage is found, so scripts can stop.
+``trm arc stats`` prints the sizes a build would have, without writing anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from trm.errors import UserError
+
+
+def _options(source: str | None, subsets: str, test_subset: str, store: str | None, num_aug: int):
+    from trm_arc.options import ArcOptions
+
+    if store is not None:
+        from trm.store import open_store
+
+        info = open_store(Path(store), expect_task="arc").info
+        values = dict(info.task_options)
+        if source is not None:
+            values["source"] = source
+        values["num_aug"] = num_aug
+        return ArcOptions(**values)
+    if source is None:
+        raise UserError("trm arc: give --source DIR (with --subsets/--test-subset) or a built STORE")
+    names = [s.strip() for s in subsets.split(",") if s.strip()]
+    return ArcOptions(source=source, subsets=names, test_subset=test_subset or None, num_aug=num_aug)
+
+
+@click.group(name="arc")
+def arc_group() -> None:
+    """ARC task tools: leakage check and build statistics."""
+
+
+@arc_group.command(name="check-leakage")
+@click.argument("store", required=False)
+@click.option("--source", help="directory of the Kaggle JSON files (default: the store's recorded source)")
+@click.option("--subsets", default="training,evaluation,concept", show_default=True,
+              help="comma-separated subsets that would be built (ignored with STORE)")
+@click.option("--test-subset", default="evaluation", show_default=True, help="the scored subset (ignored with STORE)")
+@click.option("--json", "as_json", is_flag=True, help="print the full report as JSON")
+def check_leakage_command(store, source, subsets, test_subset, as_json) -> None:
+    """Report test pairs that occur among the training examples (exactly or up to augmentation).
+
+    Exits 1 if any leaked, 0 if clean.
+    """
+    from trm_arc.build import _route, load_tasks
+    from trm_arc.leakage import check_leakage
+
+    options = _options(source, subsets, test_subset, store, 0)
+    loaded = load_tasks(options)
+    training = []
+    for role, task in loaded:
+        pairs, _ = _route(role, task, options)
+        if pairs:
+            training.append((task.subset, task.task_id, pairs))
+    report = check_leakage(training, [task for role, task in loaded if role != "train"])
+    click.echo(json.dumps(report.to_json(), indent=1) if as_json else "\n".join(report.lines()))
+    raise SystemExit(0 if report.clean else 1)
+
+
+@arc_group.command(name="stats")
+@click.argument("store", required=False)
+@click.option("--source", help="directory of the Kaggle JSON files (default: the store's recorded source)")
+@click.option("--subsets", default="training,evaluation,concept", show_default=True, help="comma-separated subsets")
+@click.option("--test-subset", default="evaluation", show_default=True, help="the scored subset")
+@click.option("--num-aug", default=1000, show_default=True, help="augmented versions per task")
+def stats_command(store, source, subsets, test_subset, num_aug) -> None:
+    """Groups, puzzles, examples and identifiers a build would have (plans the augmentation, writes nothing)."""
+    from trm_arc.build import plan_build, plan_statistics
+
+    plan = plan_build(_options(source, subsets, test_subset, store, num_aug))
+    for key, value in plan_statistics(plan).items():
+        click.echo(f"{key:28s} {value:.5f}" if isinstance(value, float) else f"{key:28s} {value}")
