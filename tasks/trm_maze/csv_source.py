@@ -1,0 +1,88 @@
+"""Reading the Maze-Hard CSV format: ``source,question,answer,rating`` (REFERENCE.md 1.2, data/maze/SOURCE.md).
+
+``question`` and ``answer`` are row-major square grids over ``"# SGo"`` (900 characters for 30x30). Fields are
+unquoted and contain spaces, so nothing is stripped. ``source`` and ``rating`` are not used: the rating of the
+published copy was recomputed, and we recompute lengths with BFS whenever we need them.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from trm.errors import UserError
+from trm_maze.grid import encode, side_of, verify_example
+
+
+def split_files(source: str, test_source: str | None) -> dict[str, Path]:
+    """Split name -> CSV path for a directory (train.csv, test.csv) or a single file (train) plus test_source."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        files = {name: path / f"{name}.csv" for name in ("train", "test") if (path / f"{name}.csv").is_file()}
+        if "train" not in files:
+            raise UserError(f"{path}: expected train.csv (and test.csv) in this directory")
+        if test_source is not None:
+            raise UserError(f"task option test_source is only used when source is a single file, not {path}/")
+        return files
+    if not path.is_file():
+        raise UserError(f"task option source: {path} is neither a CSV file, a directory nor 'generate'")
+    files = {"train": path}
+    if test_source is not None:
+        test_path = Path(test_source).expanduser()
+        if not test_path.is_file():
+            raise UserError(f"task option test_source: {test_path} is not a file")
+        files["test"] = test_path
+    return files
+
+
+def read_csv(path: Path, *, verify: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """All rows of one CSV as (questions, answers) uint8 token arrays [N, side*side].
+
+    Every row is checked for the charset, squareness and equal lengths, and with ``verify`` that its answer is the
+    question with one BFS-shortest path marked; the first bad row raises UserError naming file and line.
+    """
+    questions: list[np.ndarray] = []
+    answers: list[np.ndarray] = []
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or "question" not in header or "answer" not in header:
+            raise UserError(f"{path}: expected a header with 'question' and 'answer' columns, got {header}")
+        q_col, a_col = header.index("question"), header.index("answer")
+        length = None
+        for line_number, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            where = f"{path}:{line_number}"
+            if len(row) != len(header):
+                raise UserError(f"{where}: expected {len(header)} fields, got {len(row)}")
+            question_text, answer_text = row[q_col], row[a_col]
+            length = length or len(question_text)
+            if len(question_text) != length or len(answer_text) != length:
+                raise UserError(f"{where}: question/answer have {len(question_text)}/{len(answer_text)} cells, "
+                                f"expected {length} like the first row")
+            try:
+                side_of(length)
+                question, answer = encode(question_text), encode(answer_text)
+                if verify:
+                    verify_example(question, answer)
+            except ValueError as exc:
+                raise UserError(f"{where}: {exc}") from None
+            questions.append(question)
+            answers.append(answer)
+    if not questions:
+        raise UserError(f"{path}: no maze rows after the header")
+    return np.stack(questions), np.stack(answers)
+
+
+def peek_seq_len(path: Path) -> int | None:
+    """The grid length of the first row of a CSV, or None when it cannot be read (used before a build)."""
+    try:
+        with open(path, newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader)
+            return len(next(reader)[header.index("question")])
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None

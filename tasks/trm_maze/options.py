@@ -1,0 +1,46 @@
+"""Options of the ``maze`` task (``trm augment maze ... key=value``) and of the ``maze_path`` evaluator."""
+
+from __future__ import annotations
+
+import attrs
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@attrs.frozen
+class MazeOptions:
+    """How to build a maze store. Defaults build the reference's Maze-Hard layout (REFERENCE.md 1.2)."""
+
+    source: str = attrs.field(default="generate", metadata=_help(
+        "a directory holding train.csv (and test.csv), one CSV file (the train split; see test_source), or "
+        "'generate' for mazes made by the built-in generator"))
+    test_source: str | None = attrs.field(default=None, metadata=_help(
+        "CSV of the test split when source is a single file; null: no test split"))
+    seed: int = attrs.field(default=0, metadata=_help("seed of the subsample and of the generator"))
+    subsample_size: int | None = attrs.field(default=None, metadata=_help(
+        "keep this many training mazes, drawn with the seed (the reference draws them unseeded); null keeps all"))
+    dihedral_aug: bool = attrs.field(default=False, metadata=_help(
+        "train split only: store the 8 dihedral versions of each maze in one group (the paper's text); off by "
+        "default, as the reference builder's default and its README command"))
+    verify: bool = attrs.field(default=True, metadata=_help(
+        "check every CSV label is a BFS-shortest S-to-G path (generated mazes are always checked)"))
+    size: int = attrs.field(default=30, metadata=_help("generate: side of the square grid (Maze-Hard: 30)"))
+    min_path_length: int = attrs.field(default=109, metadata=_help(
+        "generate: minimum shortest-path length in moves (Maze-Hard: 'longer than 110' cells = 109 moves)"))
+    wall_density: float = attrs.field(default=0.35, metadata=_help(
+        "generate: probability that a cell starts as a wall, before hardening adds walls (0.35 ends near "
+        "Maze-Hard's 37% walls)"))
+    num_train: int = attrs.field(default=1000, metadata=_help("generate: training mazes"))
+    num_test: int = attrs.field(default=1000, metadata=_help("generate: test mazes (none shared with train)"))
+
+
+@attrs.frozen
+class MazePathOptions:
+    """What ``maze_path`` writes besides its metrics."""
+
+    write_examples: bool = attrs.field(default=True, metadata=_help(
+        "write maze_path_examples.jsonl: one line per evaluated maze (exact, connects, shortest, lengths)"))
+    render_failures: int = attrs.field(default=5, metadata=_help(
+        "write this many wrong predictions, rendered against the label, to maze_path_failures.txt"))
