@@ -167,6 +167,12 @@ def test_build_from_csv_with_seeded_subsample(tmp_path):
     options = MazeOptions(source=str(tmp_path), subsample_size=4, seed=5)
     info = build_store(_maze_task(), options, tmp_path / "csv.zarr", show_progress=False)
     assert info.splits["train"]["num_examples"] == 4 and info.splits["test"]["num_examples"] == 3
+    from_file = build_store(_maze_task(), MazeOptions(source=str(tmp_path / "train.csv")), tmp_path / "file.zarr",
+                            show_progress=False)  # a single file: test.csv beside it is the test split
+    assert from_file.splits["train"]["num_examples"] == 10 and from_file.splits["test"]["num_examples"] == 3
+    with pytest.raises(UserError, match="test_file"):
+        build_store(_maze_task(), MazeOptions(source=str(tmp_path), test_file="nope.csv"), tmp_path / "y.zarr",
+                    show_progress=False)
     with pytest.raises(UserError, match="neither a CSV file"):
         build_store(_maze_task(), MazeOptions(source=str(tmp_path / "missing")), tmp_path / "x.zarr",
                     show_progress=False)

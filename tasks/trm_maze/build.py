@@ -62,7 +62,7 @@ def load_splits(options: MazeOptions, rng: np.random.Generator, progress: Any = 
             splits[name] = (np.stack(questions), np.stack(answers))
         return splits
     return {name: read_csv(path, verify=options.verify)
-            for name, path in split_files(options.source, options.test_source).items()}
+            for name, path in split_files(options.source, options.train_file, options.test_file).items()}
 
 
 def split_stats(questions: np.ndarray, answers: np.ndarray) -> dict[str, float]:
@@ -108,7 +108,8 @@ def dims(options: MazeOptions) -> TaskDims:
         seq_len = options.size * options.size
     else:
         try:
-            seq_len = peek_seq_len(split_files(options.source, options.test_source)["train"]) or 900
+            train = split_files(options.source, options.train_file, options.test_file)["train"]
+            seq_len = peek_seq_len(train) or 900
         except UserError:
             seq_len = 900
     return TaskDims(vocab_size=VOCAB_SIZE, seq_len=seq_len, num_puzzle_identifiers=1)

@@ -16,24 +16,30 @@ from trm.errors import UserError
 from trm_maze.grid import encode, side_of, verify_example
 
 
-def split_files(source: str, test_source: str | None) -> dict[str, Path]:
-    """Split name -> CSV path for a directory (train.csv, test.csv) or a single file (train) plus test_source."""
+def split_files(source: str, train_file: str | None = None, test_file: str | None = None) -> dict[str, Path]:
+    """Split name -> CSV path, named like the sudoku task's options.
+
+    A directory: ``train_file`` (default train.csv) and ``test_file`` (default test.csv, skipped when absent) inside
+    it. A single file: it is the train split, and ``test_file`` (default test.csv) is looked for beside it.
+    """
     path = Path(source).expanduser()
     if path.is_dir():
-        files = {name: path / f"{name}.csv" for name in ("train", "test") if (path / f"{name}.csv").is_file()}
-        if "train" not in files:
-            raise UserError(f"{path}: expected train.csv (and test.csv) in this directory")
-        if test_source is not None:
-            raise UserError(f"task option test_source is only used when source is a single file, not {path}/")
-        return files
-    if not path.is_file():
+        train = path / (train_file or "train.csv")
+        if not train.is_file():
+            raise UserError(f"task option source: {path} holds no {train.name} (set train_file to its CSV name)")
+        folder = path
+    elif path.is_file():
+        if train_file is not None:
+            raise UserError(f"task option train_file is for a source directory; source {path} is already a file")
+        train, folder = path, path.parent
+    else:
         raise UserError(f"task option source: {path} is neither a CSV file, a directory nor 'generate'")
-    files = {"train": path}
-    if test_source is not None:
-        test_path = Path(test_source).expanduser()
-        if not test_path.is_file():
-            raise UserError(f"task option test_source: {test_path} is not a file")
-        files["test"] = test_path
+    files = {"train": train}
+    test = folder / (test_file or "test.csv")
+    if test.is_file() and test.resolve() != train.resolve():
+        files["test"] = test
+    elif test_file is not None:
+        raise UserError(f"task option test_file: {test} is not a file")
     return files
 
 

@@ -14,10 +14,11 @@ class MazeOptions:
     """How to build a maze store. Defaults build the reference's Maze-Hard layout (REFERENCE.md 1.2)."""
 
     source: str = attrs.field(default="generate", metadata=_help(
-        "a directory holding train.csv (and test.csv), one CSV file (the train split; see test_source), or "
-        "'generate' for mazes made by the built-in generator"))
-    test_source: str | None = attrs.field(default=None, metadata=_help(
-        "CSV of the test split when source is a single file; null: no test split"))
+        "'generate' (the built-in generator), a directory holding the CSVs, or the training CSV file itself"))
+    train_file: str | None = attrs.field(default=None, metadata=_help(
+        "training CSV inside a source directory (default train.csv)"))
+    test_file: str | None = attrs.field(default=None, metadata=_help(
+        "test CSV inside the source directory / beside the source file (default test.csv if present)"))
     seed: int = attrs.field(default=0, metadata=_help("seed of the subsample and of the generator"))
     subsample_size: int | None = attrs.field(default=None, metadata=_help(
         "keep this many training mazes, drawn with the seed (the reference draws them unseeded); null keeps all"))
