@@ -149,6 +149,8 @@ class Trainer:
         with torch.device(acc.device):
             self.model = build_model(recipe, self.dims, dtype=self.dtype)
         self.model.train()
+        # Exploration draws must differ between processes (the reference seeds torch with seed + rank).
+        torch.manual_seed(recipe.train.seed + acc.process_index)
         self.halting = self.model.halting
         from trm.optim import build_optimizers
 
