@@ -87,9 +87,24 @@ def test_chunked_reads_match_whole_reads(tmp_path, monkeypatch):
     split = open_store(tmp_path / "s.zarr").split("train")
     zarray = split.inputs._zarray
     chunked = store_module.RowArray(zarray, "x", whole_bytes=0, cache_bytes=3 * 4 * 6)
+    assert chunked._fast is not None  # the direct shard reader, not zarr's slower path
     rows = np.random.default_rng(0).integers(0, split.num_examples, 200)
+    rows[:2] = [0, split.num_examples - 1]  # the first row and the last one of the (partial) edge chunk
     np.testing.assert_array_equal(chunked[rows], np.asarray(zarray[:])[rows])
     assert len(chunked._cache) <= 3
+    np.testing.assert_array_equal(split.inputs[5:37], np.asarray(zarray[5:37]))
+
+
+def test_wide_vocabulary_uses_uint16(tmp_path):
+    def task(options, writer):
+        writer.set_vocabulary(vocab_size=1000, seq_len=3)
+        writer.split("train").add_group([(0, np.array([[999, 0, 300]]), np.array([[1, 2, 3]]))])
+
+    build_store(TaskSpec("wide", ToyOptions, task, "x"), ToyOptions(), tmp_path / "w.zarr", show_progress=False)
+    split = open_store(tmp_path / "w.zarr").split("train")
+    assert split.inputs.dtype == np.uint16 and split.inputs[0].tolist() == [999, 0, 300]
+    chunked = store_module.RowArray(split.inputs._zarray, "x", whole_bytes=0)
+    assert chunked[np.array([0])].tolist() == [[999, 0, 300]]
 
 
 def test_refuses_to_overwrite_and_replaces_with_overwrite(tmp_path):

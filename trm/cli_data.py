@@ -1,0 +1,105 @@
+"""``trm augment`` (build a dataset store with a task plugin) and ``trm data info|bench`` (inspect, measure).
+
+The lead's trm/cli.py imports ``augment`` and ``data`` lazily; docs/datasets.md and docs/cli.md describe them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import attrs
+import click
+
+from trm.errors import UserError
+
+
+def parse_options(pairs: tuple[str, ...]) -> dict:
+    """``key=value`` words -> mapping; values are YAML (``1e-4`` a float, ``null`` None, ``[1, 2]`` a list)."""
+    from trm.config import parse_value
+
+    mapping: dict = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"option {pair!r}: expected key=value, e.g. num_aug=1000")
+        if key.strip() in mapping:
+            raise UserError(f"option {key.strip()!r} is given twice")
+        mapping[key.strip()] = parse_value(text)
+    return mapping
+
+
+@click.command("augment", context_settings={"show_default": True})
+@click.argument("task")
+@click.argument("options", nargs=-1, metavar="[OPTION=VALUE]...")
+@click.option("--source", default=None, help="Raw data: a file or directory, or 'generate' (the task's `source` option).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Store to write, e.g. data/sudoku.zarr.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store (atomically, once the new one is complete).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def augment(task: str, options: tuple[str, ...], source: str | None, out: str, overwrite: bool,
+            no_progress: bool) -> None:
+    """Build the dataset store OUT with task TASK; OPTIONs set the task's options (`trm list tasks` shows them).
+
+    \b
+    Examples:
+      trm augment sudoku --source generate --out data/sudoku-gen.zarr size=6 num_train=500
+      trm augment sudoku --source /data/sudoku --out data/sudoku-1k.zarr \\
+          train_file=train_1k.csv test_file=test_rebuilt.csv num_aug=1000
+    """
+    from trm.config import structure_options
+    from trm.plugins import registry
+    from trm.store import build_store, describe, open_store
+
+    spec = registry("tasks").get(task)
+    mapping = parse_options(options)
+    if source is not None:
+        if "source" in mapping:
+            raise UserError("give the source once: either --source or source=...")
+        if not attrs.has(spec.options_class) or "source" not in attrs.fields_dict(spec.options_class):
+            raise UserError(f"task '{task}' has no `source` option; drop --source")
+        mapping["source"] = source
+    task_options = structure_options(spec.options_class, mapping, f"{task} options")
+    out_path = Path(out)
+    if out_path.exists() and not overwrite:
+        raise UserError(f"{out_path}: already exists; pass --overwrite to replace it")
+    started = time.time()
+    build_store(spec, task_options, out_path, overwrite=overwrite, show_progress=not no_progress)
+    click.echo(describe(open_store(out_path), seconds=time.time() - started))
+
+
+@click.group("data")
+def data() -> None:
+    """Inspect and measure dataset stores."""
+
+
+@data.command("info")
+@click.argument("store", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
+def info(store: str, as_json: bool) -> None:
+    """Print the summary of STORE (splits, vocabulary, size on disk, fingerprint)."""
+    from trm.store import describe, open_store
+
+    opened = open_store(Path(store))
+    if as_json:
+        import json
+
+        meta = attrs.asdict(opened.info, filter=lambda a, v: a.name != "path")
+        meta.update(path=str(opened.path), size_bytes=opened.size_bytes())
+        click.echo(json.dumps(meta, indent=2))
+    else:
+        click.echo(describe(opened))
+
+
+@data.command("bench")
+@click.argument("store", type=click.Path())
+@click.option("--batch-size", default=768, show_default=True, help="Global batch size.")
+@click.option("--batches", default=2000, show_default=True, help="Training batches to time.")
+@click.option("--split", default="train", show_default=True, help="Split to sample.")
+@click.option("--seed", default=0, show_default=True)
+def bench(store: str, batch_size: int, batches: int, split: str, seed: int) -> None:
+    """Measure the training loader on STORE: samples/s and host-memory growth."""
+    from trm.bench_data import bench_loader
+
+    results = bench_loader(Path(store), batch_size=batch_size, batches=batches, split=split, seed=seed)
+    for key, value in results.items():
+        click.echo(f"{key:<22} {value:,.1f}" if abs(value) >= 10 else f"{key:<22} {value:.3f}")
