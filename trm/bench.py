@@ -1,0 +1,207 @@
+"""Training-step benchmark of the paper's four configurations (``trm bench``).
+
+One timed step is what the reference's training loop does per batch (PERFORMANCE.md): one ACT supervision step
+through the (compiled) engine, the loss, backward of loss / batch, the sparse sign-SGD step on the puzzle table,
+the dense optimizer step, and the metrics copied to the host (one synchronisation). The carry persists across
+steps as in training, and every batch holds random tokens (never zeros). After ``warmup`` steps (compilation
+happens there) each of ``steps`` steps is timed after its host synchronisation; the median is reported.
+
+FLOPs per step are counted once with ``torch.utils.flop_counter`` on the meta device (matmuls and attention, forward
+of all T(n+1) calls plus backward of the last n+1), so the estimate follows the model actually built rather than a
+formula; it matches REFERENCE.md 11 for the paper's configurations.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from trm.engine import ModelConfig, assemble
+from trm.losses import act_loss
+from trm.optim import build_optimizers
+
+
+@attrs.frozen
+class BenchConfig:
+    name: str
+    backbone: str
+    backbone_options: dict
+    vocab_size: int
+    seq_len: int  # L, without the prefix
+    l_cycles: int  # n
+    num_puzzle_identifiers: int
+    batch_size: int
+    hidden_size: int = 512
+    h_cycles: int = 3  # T
+    puzzle_emb_len: int = 16
+    max_steps: int = 16
+
+
+PAPER_CONFIGS = [
+    BenchConfig("sudoku-mlp", "mlp_mixer", {}, 11, 81, 6, 1, 768),
+    BenchConfig("sudoku-att", "attention", {"num_heads": 8}, 11, 81, 6, 1, 768),
+    BenchConfig("arc-att", "attention", {"num_heads": 8}, 12, 900, 4, 876_406, 192),
+    BenchConfig("maze-att", "attention", {"num_heads": 8}, 6, 900, 4, 1, 192),
+]
+
+TINY_CONFIGS = [  # same shapes of computation, small enough for a CPU test
+    attrs.evolve(c, name=c.name + "-tiny", hidden_size=64, puzzle_emb_len=2, h_cycles=2, l_cycles=2,
+                 seq_len=16 if c.seq_len == 81 else 36, batch_size=8,
+                 num_puzzle_identifiers=min(c.num_puzzle_identifiers, 1000),
+                 backbone_options={"num_heads": 4} if c.backbone == "attention" else {})
+    for c in PAPER_CONFIGS
+]
+
+
+@attrs.frozen
+class _Optim:
+    """The paper's optimizer settings (REFERENCE.md 8), with the ARC puzzle-embedding LR."""
+
+    name: str = "adam_atan2"
+    lr: float = 1e-4
+    betas: tuple = (0.9, 0.95)
+    weight_decay: float = 0.1
+    puzzle_emb_lr: float = 1e-2
+    puzzle_emb_weight_decay: float = 0.1
+
+
+def build(config: BenchConfig, device: torch.device, dtype: torch.dtype) -> Any:
+    model_config = ModelConfig(hidden_size=config.hidden_size, h_cycles=config.h_cycles, l_cycles=config.l_cycles,
+                               puzzle_emb_len=config.puzzle_emb_len, puzzle_emb_dim=config.hidden_size)
+    with torch.device(device):
+        return assemble(model_config, config.backbone, config.backbone_options, "act_q",
+                        {"max_steps": config.max_steps, "exploration_prob": 0.1}, vocab_size=config.vocab_size,
+                        seq_len=config.seq_len, num_puzzle_identifiers=config.num_puzzle_identifiers, dtype=dtype)
+
+
+def random_batch(config: BenchConfig, device: torch.device, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    shape = (config.batch_size, config.seq_len)
+    inputs = torch.randint(1, config.vocab_size, shape, generator=generator, dtype=torch.int32)
+    labels = torch.randint(1, config.vocab_size, shape, generator=generator)
+    ids = torch.randint(0, config.num_puzzle_identifiers, (config.batch_size,), generator=generator, dtype=torch.int32)
+    return {"inputs": inputs.to(device), "labels": labels.to(device), "puzzle_identifiers": ids.to(device)}
+
+
+def count_step_flops(config: BenchConfig) -> float:
+    """Matmul + attention FLOPs of one training step (forward and backward), counted on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    one = attrs.evolve(config, batch_size=1, num_puzzle_identifiers=1)
+    model = build(one, torch.device("meta"), torch.float32)
+    model.train()
+    batch = {"inputs": torch.ones(1, one.seq_len, dtype=torch.int32, device="meta"),
+             "labels": torch.ones(1, one.seq_len, dtype=torch.long, device="meta"),
+             "puzzle_identifiers": torch.zeros(1, dtype=torch.int32, device="meta")}
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _, outputs = model(model.initial_carry(batch), batch)
+        loss, _ = act_loss(outputs, model.halting)
+        loss.backward()
+    model.puzzle_emb.take_pending()
+    return float(counter.get_total_flops()) * config.batch_size
+
+
+def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: int, compile_model: bool,
+              dtype: torch.dtype | None = None) -> dict[str, Any]:
+    """Time ``steps`` training steps of ``config`` after ``warmup``; returns one result row."""
+    torch.manual_seed(0)
+    cuda = device.type == "cuda"
+    dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    model = build(config, device, dtype)
+    model.train()
+    dense, sparse = build_optimizers(model, _Optim())
+    step_model = torch.compile(model) if compile_model else model
+    generator = torch.Generator().manual_seed(0)
+    batches = [random_batch(config, device, generator) for _ in range(4)]
+    carry = model.initial_carry(batches[0])
+
+    def train_step(index: int) -> list[float]:
+        nonlocal carry
+        carry, outputs = step_model(carry, batches[index % len(batches)])
+        loss, metrics = act_loss(outputs, model.halting)
+        (loss / config.batch_size).backward()
+        if sparse is not None:
+            sparse.step()
+        dense.step()
+        dense.zero_grad(set_to_none=True)
+        return torch.stack([v.float() for v in metrics.values()]).tolist()  # the one host sync per step
+
+    started = time.perf_counter()
+    for index in range(warmup):
+        train_step(index)
+    warmup_s = time.perf_counter() - started
+    times = []
+    for index in range(warmup, warmup + steps):
+        begin = time.perf_counter()
+        train_step(index)
+        if cuda:
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - begin)
+    median = statistics.median(times)
+    flops = count_step_flops(config)
+    return {
+        "config": config.name, "backbone": config.backbone, "batch_size": config.batch_size,
+        "seq_len": config.seq_len + config.puzzle_emb_len, "T": config.h_cycles, "n": config.l_cycles,
+        "puzzle_identifiers": config.num_puzzle_identifiers,
+        "dense_parameters": sum(p.numel() for p in model.parameters()),
+        "ms_per_step": median * 1e3, "ms_min": min(times) * 1e3, "ms_max": max(times) * 1e3,
+        "samples_per_s": config.batch_size / median,
+        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
+        "tflop_per_step": flops / 1e12, "tflop_per_s": flops / median / 1e12,
+        "warmup_s": warmup_s, "steps": steps, "warmup": warmup, "compiled": compile_model,
+        "dtype": str(dtype).split(".")[-1],
+    }
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    info = {"torch": torch.__version__, "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    header = f"{'config':<16} {'batch':>5} {'ms/step':>9} {'samples/s':>10} {'peak GiB':>9} {'TFLOP/step':>10} {'TFLOP/s':>8}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        memory = f"{r['peak_memory_gib']:.1f}" if r["peak_memory_gib"] is not None else "-"
+        lines.append(f"{r['config']:<16} {r['batch_size']:>5} {r['ms_per_step']:>9.1f} {r['samples_per_s']:>10,.0f} "
+                     f"{memory:>9} {r['tflop_per_step']:>10.2f} {r['tflop_per_s']:>8.1f}")
+    return "\n".join(lines)
+
+
+def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | None = None, steps: int = 30,
+              warmup: int = 6, compile_model: bool | None = None, batch_size: int | None = None,
+              out: Path | None = None, echo: Any = print) -> list[dict[str, Any]]:
+    """Benchmark the chosen configurations (all four by default); print a table; write JSON to ``out``."""
+    from trm.errors import UserError
+
+    chosen = TINY_CONFIGS if tiny else PAPER_CONFIGS
+    by_name = {c.name.removesuffix("-tiny"): c for c in chosen}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise UserError(f"unknown benchmark config(s) {', '.join(unknown)}; choose from {', '.join(by_name)}")
+    configs = [by_name[n] for n in names] if names else chosen
+    if batch_size is not None:
+        configs = [attrs.evolve(c, batch_size=batch_size) for c in configs]
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    compile_model = target.type == "cuda" if compile_model is None else compile_model
+    rows = []
+    for config in configs:
+        rows.append(bench_one(config, device=target, steps=steps, warmup=warmup, compile_model=compile_model))
+        echo(f"{config.name}: {rows[-1]['ms_per_step']:.1f} ms/step")
+    echo(format_table(rows))
+    if out is not None:
+        Path(out).write_text(json.dumps({"environment": environment(target), "results": rows}, indent=2))
+        echo(f"wrote {out}")
+    return rows

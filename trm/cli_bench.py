@@ -1,0 +1,29 @@
+"""``trm bench``: time compiled training steps of the paper's configurations (logic in trm/bench.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("bench")
+@click.option("--config", "names", multiple=True, metavar="NAME",
+              help="sudoku-mlp, sudoku-att, arc-att or maze-att (repeatable; default: all four).")
+@click.option("--tiny", is_flag=True, help="Small versions of the configurations (runs on a CPU in seconds).")
+@click.option("--device", default=None, help="Device (default: cuda when available, else cpu).")
+@click.option("--steps", default=30, show_default=True, help="Timed steps (the median is reported).")
+@click.option("--warmup", default=6, show_default=True, help="Untimed steps first (compilation happens here).")
+@click.option("--compile/--no-compile", "compile_model", default=None,
+              help="torch.compile the supervision step (default: on CUDA only).")
+@click.option("--batch-size", type=int, default=None, help="Override every configuration's batch size.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write results as JSON.")
+def bench(names: tuple[str, ...], tiny: bool, device: str | None, steps: int, warmup: int, compile_model: bool | None,
+          batch_size: int | None, out: Path | None) -> None:
+    """Benchmark training steps: forward through one ACT step, loss, backward, sign-SGD and
+    dense optimizer steps, metrics synced to the host. Batches: 768 (Sudoku), 192 (ARC/Maze;
+    ARC with an 876,406-row puzzle table). Prints ms/step, samples/s, peak memory, TFLOP/s."""
+    from trm.bench import run_bench
+
+    run_bench(names=names, tiny=tiny, device=device, steps=steps, warmup=warmup, compile_model=compile_model,
+              batch_size=batch_size, out=out, echo=click.echo)
