@@ -149,3 +149,18 @@ def test_eval_limit_is_a_fixed_seeded_subset(store):
                          for g in b["inputs"][b["valid"]][:, 0].tolist()]
     assert len(rows(0)) == 7 and len(set(rows(0))) == 7
     assert rows(0) == rows(0) != rows(1)
+
+
+def test_prefetch_gives_the_same_batches_and_state(store):
+    split = store.split("train")
+    threaded = TrainLoader(split, global_batch_size=8, seed=4, prefetch=3)
+    plain = TrainLoader(split, global_batch_size=8, seed=4, prefetch=0)
+    stream_t, stream_p = iter(threaded), iter(plain)
+    for _ in range(5):
+        assert torch.equal(next(stream_t)["inputs"], next(stream_p)["inputs"])
+    # the thread has run ahead, but the state describes the batches handed out
+    assert threaded.state_dict() == plain.state_dict() and threaded.epoch == plain.epoch
+    resumed = TrainLoader(split, global_batch_size=8, seed=4)
+    resumed.load_state_dict(threaded.state_dict())
+    assert torch.equal(next(iter(resumed))["inputs"], next(stream_p)["inputs"])
+    stream_t.close()

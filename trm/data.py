@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import math
+import queue
+import threading
 from typing import Any, Iterator
 
 import numpy as np
@@ -55,8 +57,10 @@ class TrainLoader:
     """Infinite training batches of one rank; ``state_dict`` / ``load_state_dict`` resume exactly."""
 
     def __init__(self, split: Any, *, global_batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 ignore_label_id: int | None = 0):
+                 ignore_label_id: int | None = 0, prefetch: int = 2):
         self.split = split
+        self.prefetch = int(prefetch)  # batches prepared ahead in a thread (0: in the caller's thread)
+        self._view: tuple | None = None  # sampler state after the last batch handed out (prefetch runs ahead)
         self.global_batch_size = int(global_batch_size)
         self.local_batch_size = _local_size(self.global_batch_size, world_size, rank)
         self.rank, self.world_size, self.seed = rank, world_size, int(seed)
@@ -75,15 +79,21 @@ class TrainLoader:
 
     # ---- state ----------------------------------------------------------------------------------------------
 
+    def _snapshot(self) -> tuple:
+        return self._epoch_index, self._position, self._batches, json.dumps(self._rng.bit_generator.state)
+
     @property
     def epoch(self) -> float:
-        """Group visits so far / number of groups (fractional epochs)."""
-        return self._epoch_index + self._position / self._num_groups
+        """Group visits of the batches handed out so far / number of groups (fractional epochs)."""
+        epoch_index, position = self._view[:2] if self._view else (self._epoch_index, self._position)
+        return epoch_index + position / self._num_groups
 
     def state_dict(self) -> dict:
-        return {"epoch_index": self._epoch_index, "position": self._position, "batches": self._batches,
+        """Position after the last batch handed out (batches prefetched but not yet taken are not counted)."""
+        epoch_index, position, batches, rng = self._view or self._snapshot()
+        return {"epoch_index": epoch_index, "position": position, "batches": batches,
                 "seed": self.seed, "global_batch_size": self.global_batch_size, "num_groups": self._num_groups,
-                "rng": json.dumps(self._rng.bit_generator.state)}
+                "rng": rng}
 
     def load_state_dict(self, state: dict) -> None:
         for key, mine in (("seed", self.seed), ("global_batch_size", self.global_batch_size),
@@ -93,6 +103,7 @@ class TrainLoader:
         self._epoch_index, self._position, self._batches = state["epoch_index"], state["position"], state["batches"]
         self._rng.bit_generator.state = json.loads(state["rng"])
         self._orders.clear()
+        self._view = None
 
     # ---- sampling -------------------------------------------------------------------------------------------
 
@@ -141,13 +152,48 @@ class TrainLoader:
         self._batches += 1
         return rows
 
+    def _make_batch(self) -> tuple[dict[str, torch.Tensor], tuple]:
+        low = self.rank * self.local_batch_size
+        rows = self.global_batch_rows()[low:low + self.local_batch_size]
+        puzzles = np.searchsorted(self._puzzle_indices, rows, side="right") - 1
+        batch = _to_tensors(self.split.inputs[rows], self.split.labels[rows], self.split.puzzle_identifiers[puzzles],
+                            self.ignore_label_id)
+        return batch, self._snapshot()
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        split, low = self.split, self.rank * self.local_batch_size
-        while True:
-            rows = self.global_batch_rows()[low:low + self.local_batch_size]
-            puzzles = np.searchsorted(self._puzzle_indices, rows, side="right") - 1
-            yield _to_tensors(split.inputs[rows], split.labels[rows], split.puzzle_identifiers[puzzles],
-                              self.ignore_label_id)
+        """This rank's batches, forever. With ``prefetch`` a thread reads ahead (chunk decoding overlaps training);
+        call :meth:`load_state_dict` before iterating, not during."""
+        if self.prefetch <= 0:
+            while True:
+                batch, self._view = self._make_batch()
+                yield batch
+        ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                while not stop.is_set():
+                    item = self._make_batch()
+                    while not stop.is_set():
+                        try:
+                            ready.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+            except BaseException as exc:  # hand the error to the consumer
+                ready.put(exc)
+
+        worker = threading.Thread(target=produce, name="trm-train-loader", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = ready.get()
+                if isinstance(item, BaseException):
+                    raise item
+                batch, self._view = item
+                yield batch
+        finally:
+            stop.set()  # the daemon thread ends within 0.1 s; joining here could hang at interpreter shutdown
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
