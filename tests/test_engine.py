@@ -214,3 +214,23 @@ def test_training_step_compiles_without_graph_breaks(backbone, halting):
     carry, out = compiled(carry, data, max_steps=5)
     _, eager = model(eager_carry, data, max_steps=5)
     torch.testing.assert_close(out["logits"], eager["logits"], rtol=1e-4, atol=1e-4)
+
+
+def test_restored_carry_without_initial_carry_still_collects_puzzle_gradients():
+    """After a resume the trainer rebuilds the carry from a checkpoint, so initial_carry (which sizes the gradient
+    sink) is never called; the compiled forward must still deliver per-example gradients."""
+    import copy
+
+    from trm.losses import act_loss
+
+    data = batch()
+    carry = Carry(**tiny().initial_carry(data)._asdict())
+    model = tiny(T=1, n=1)
+    model.train()
+    compiled = torch.compile(model, backend="aot_eager")
+    for expected in (1, 2):
+        carry, out = compiled(carry, data)
+        act_loss(out, model.halting)[0].backward()
+        assert len(model.puzzle_emb.pending) == expected
+    twin = copy.deepcopy(model)  # e.g. an evaluation copy: same table, no hook of the original's
+    assert torch.equal(twin.puzzle_emb.weights, model.puzzle_emb.weights) and twin.puzzle_emb.pending == []

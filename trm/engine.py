@@ -94,7 +94,9 @@ class PuzzleEmbedding(nn.Module):
         self.register_buffer("grad_sink", None, persistent=False)
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
 
+    @torch.compiler.disable  # creates a leaf and a hook: done eagerly even when called from a compiled forward
     def prepare(self, batch_size: int) -> None:
+        """Size the gradient sink (and the ids it belongs to) for ``batch_size`` rows; a no-op when it fits."""
         sink = self.grad_sink
         device = self.weights.device
         if sink is not None and sink.shape[0] == batch_size and sink.device == device and sink.is_leaf:
