@@ -164,3 +164,31 @@ def test_real_train_file_reads_and_shuffles():
     for q, a in zip(rows.questions[:50], rows.answers[:50]):
         sq, sa = shuffle_boards(q, a, 20, rng)
         assert all(is_valid_solution(b) for b in sa) and ((sq == 0) | (sq == sa)).all()
+
+
+def test_augment_and_data_info_commands(tmp_path):
+    from click.testing import CliRunner
+
+    from trm.cli import cli
+
+    runner = CliRunner()
+    out = tmp_path / "s.zarr"
+    args = ["augment", "sudoku", "--source", "generate", "--out", str(out), "size=4", "num_train=3", "num_test=2",
+            "num_aug=2", "--no-progress"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "3 groups, 9 puzzles, 9 examples" in result.output and "fingerprint" in result.output
+    info = runner.invoke(cli, ["data", "info", str(out)])
+    assert info.exit_code == 0 and "seq_len      16" in info.output
+    assert '"vocab_size": 11' in runner.invoke(cli, ["data", "info", "--json", str(out)]).output
+    again = runner.invoke(cli, args)
+    assert again.exit_code == 2 and "already exists; pass --overwrite" in again.output
+    assert runner.invoke(cli, args + ["--overwrite"]).exit_code == 0
+    typo = runner.invoke(cli, ["augment", "sudoku", "--out", str(tmp_path / "t.zarr"), "num_agu=3"])
+    assert typo.exit_code == 2 and "did you mean 'num_aug'" in typo.output
+    twice = runner.invoke(cli, ["augment", "sudoku", "--source", "generate", "--out", str(tmp_path / "t.zarr"),
+                                "source=generate"])
+    assert twice.exit_code == 2 and "either --source or source=" in twice.output
+    assert not (tmp_path / "t.zarr").exists()
+    missing = runner.invoke(cli, ["data", "info", str(tmp_path / "nothing.zarr")])
+    assert missing.exit_code == 2 and "dataset store not found" in missing.output
