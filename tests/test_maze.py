@@ -247,3 +247,27 @@ def test_real_maze_hard_csv_parses_and_labels_follow_the_tie_break():
     assert 0.35 < (questions == WALL).mean() < 0.39
     for question, answer in zip(questions[:100], answers[:100]):
         assert np.array_equal(solve(question), answer)
+
+
+@pytest.mark.parametrize("name", ["maze_attn.yaml", "maze_small.yaml"])
+def test_maze_recipes_validate_with_the_papers_numbers(name):
+    from trm.config import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / name)
+    assert recipe.task.name == "maze" and recipe.task.options.dihedral_aug is False
+    assert [section.name for section in recipe.eval.evaluators] == ["maze_path"]
+    if name == "maze_attn.yaml":  # REFERENCE.md 8, Maze-Hard row
+        assert (recipe.model.h_cycles, recipe.model.l_cycles) == (3, 4)
+        assert (recipe.optim.lr, recipe.optim.puzzle_emb_lr) == (1e-4, 1e-4)
+        assert (recipe.optim.weight_decay, recipe.optim.puzzle_emb_weight_decay) == (1.0, 1.0)
+        assert (recipe.train.epochs, recipe.eval.every, recipe.train.global_batch_size) == (50000, 5000, 768)
+        assert recipe.train.ema == 0.999 and recipe.backbone.options.positions == "rope"
+
+
+def test_structure_options_rejects_a_typo():
+    from trm.config import structure_options
+    from trm.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="dihedral"):
+        structure_options(MazeOptions, {"dihedral_augs": True})
+    assert structure_options(MazeOptions, {"size": 8}).size == 8
