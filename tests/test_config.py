@@ -117,7 +117,7 @@ def test_extends_errors(tmp_path, fake_host):
 def test_unreadable_inputs_are_one_line_errors(tmp_path, fake_host):
     with pytest.raises(UserError, match="recipe not found"):
         config.load_recipe(tmp_path / "missing.yaml", host=fake_host)
-    with pytest.raises(UserError, match=r"invalid YAML \(line 1"):
+    with pytest.raises(UserError, match=r"invalid YAML \(line \d+, column \d+\)"):
         config.load_recipe(write(tmp_path, "task: [unclosed\n"), host=fake_host)
     with pytest.raises(UserError, match="must be a mapping"):
         config.load_recipe(write(tmp_path, "- a\n- b\n"), host=fake_host)
