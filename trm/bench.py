@@ -153,7 +153,7 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
         "seq_len": config.seq_len + config.puzzle_emb_len, "T": config.h_cycles, "n": config.l_cycles,
         "puzzle_identifiers": config.num_puzzle_identifiers,
         "dense_parameters": sum(p.numel() for p in model.parameters()),
-        "ms_per_step": median * 1e3, "ms_min": min(times) * 1e3, "ms_max": max(times) * 1e3,
+        "ms_per_step": median * 1e3, "ms_mean": statistics.fmean(times) * 1e3, "ms_min": min(times) * 1e3, "ms_max": max(times) * 1e3,
         "samples_per_s": config.batch_size / median,
         "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
         "tflop_per_step": flops / 1e12, "tflop_per_s": flops / median / 1e12,
