@@ -11,7 +11,8 @@ import pytest
 
 from trm import store as store_module
 from trm.errors import UserError
-from trm.store import build_store, describe, open_store
+from trm.cli_data import describe
+from trm.store import build_store, open_store
 from trm.types import TaskSpec
 
 

@@ -192,3 +192,16 @@ def test_augment_and_data_info_commands(tmp_path):
     assert not (tmp_path / "t.zarr").exists()
     missing = runner.invoke(cli, ["data", "info", str(tmp_path / "nothing.zarr")])
     assert missing.exit_code == 2 and "dataset store not found" in missing.output
+
+
+@pytest.mark.skipif(not (TRAIN_1K.parent / "test_rebuilt.csv").exists(), reason="real Sudoku data not found")
+def test_build_from_the_real_files(tmp_path):
+    """The real files give the documented counts (SOURCE.md): 1,000 training rows, 46,198 test rows."""
+    options = SudokuOptions(source=str(TRAIN_1K.parent), train_file="train_1k.csv", test_file="test_rebuilt.csv",
+                            num_aug=2, seed=0)
+    info = build_store(SUDOKU, options, tmp_path / "real.zarr", show_progress=False)
+    assert info.splits["train"]["num_examples"] == 3000 and info.splits["train"]["num_groups"] == 1000
+    assert info.splits["test"]["num_examples"] == 46198
+    test = open_store(tmp_path / "real.zarr").split("test")
+    rows = test.labels[np.arange(0, 46198, 997)] - 1
+    assert all(is_valid_solution(board) for board in rows)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import attrs
 import click
@@ -29,6 +30,32 @@ def parse_options(pairs: tuple[str, ...]) -> dict:
     return mapping
 
 
+def describe(store: Any, *, seconds: float | None = None) -> str:
+    """The summary ``trm augment`` prints at the end and ``trm data info`` prints for an existing store."""
+    from trm.store import SPLIT_NAMES
+
+    info = store.info
+    lines = [f"store        {store.path}", f"task         {info.task} (builder version {info.builder_version})"]
+    for name in sorted(info.splits, key=lambda s: SPLIT_NAMES.index(s) if s in SPLIT_NAMES else 9):
+        c = info.splits[name]
+        lines.append(f"{name:<12} {c['num_groups']:,} groups, {c['num_puzzles']:,} puzzles, "
+                     f"{c['num_examples']:,} examples")
+    lines += [
+        f"vocabulary   {info.vocab_size} tokens (pad {info.pad_id}, ignored label {info.ignore_label_id}, "
+        f"blank {info.blank_token_id})",
+        f"seq_len      {info.seq_len}",
+        f"identifiers  {info.num_puzzle_identifiers:,} (including <blank>)",
+        f"size on disk {store.size_bytes() / 2**20:,.1f} MiB",
+        f"fingerprint  {info.fingerprint}",
+        f"seed         {info.seed}",
+        f"created      {info.created}",
+    ]
+    took = seconds if seconds is not None else info.build_seconds
+    if took is not None:
+        lines.append(f"build time   {took:,.1f} s")
+    return "\n".join(lines)
+
+
 @click.command("augment", context_settings={"show_default": True})
 @click.argument("task")
 @click.argument("options", nargs=-1, metavar="[OPTION=VALUE]...")
@@ -48,7 +75,7 @@ def augment(task: str, options: tuple[str, ...], source: str | None, out: str, o
     """
     from trm.config import structure_options
     from trm.plugins import registry
-    from trm.store import build_store, describe, open_store
+    from trm.store import build_store, open_store
 
     spec = registry("tasks").get(task)
     mapping = parse_options(options)
@@ -77,7 +104,7 @@ def data() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
 def info(store: str, as_json: bool) -> None:
     """Print the summary of STORE (splits, vocabulary, size on disk, fingerprint)."""
-    from trm.store import describe, open_store
+    from trm.store import open_store
 
     opened = open_store(Path(store))
     if as_json:
