@@ -230,7 +230,9 @@ def test_renderers_show_the_maze_and_mark_mistakes():
     text = render_prediction(question, stray, label)
     lines = text.splitlines()
     assert lines[0].startswith("exact: no; path: connects S to G but marks 8 cells")
-    assert lines[1] == "Sx..." and lines[2] == "o!##."
+    assert lines[1].split() == ["question", "prediction", "marks"]
+    assert lines[2].split() == ["S....", "So...", "Sx..."]
+    assert lines[3].split() == [".###.", "o.##.", "o!##."]
     missed = label.copy()
     missed[20] = OPEN
     assert "*" in render_prediction(question, missed, label)

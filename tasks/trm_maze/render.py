@@ -1,8 +1,8 @@
 """Text pictures of mazes, and of a predicted path drawn against the question (and the label when known).
 
 ``render_maze`` draws one token sequence with the dataset's own characters (``#`` wall, ``.`` open, ``S``, ``G``,
-``o`` path; ``?`` for anything else) so that spaces stay visible. ``render_prediction`` marks where a prediction
-goes wrong; its legend is printed under the grid.
+``o`` path; ``?`` for anything else) so that spaces stay visible. ``render_prediction`` shows the question, the raw
+prediction and a panel marking where the prediction goes wrong; its legend is printed under the grids.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from trm_maze.grid import GOAL, OPEN, PATH, START, WALL, check_path, decode, side_of, shortest_distance
 
-LEGEND = ("legend: o path cell also in the label, x predicted path cell not in the label, * label path cell missed, "
+LEGEND = ("marks: o path cell also in the label, x predicted path cell not in the label, * label path cell missed, "
           "! other cell predicted wrong")
 
 
@@ -39,7 +39,7 @@ def _verdict(question: np.ndarray, prediction: np.ndarray) -> str:
 
 
 def render_prediction(question: Any, prediction: Any, label: Any = None) -> str:
-    """The prediction drawn over the question, with a verdict line and a legend.
+    """Three panels side by side (question, raw prediction, marks), a verdict line above and a legend below.
 
     With a label, path cells are compared with the labelled path (``o`` agree, ``x`` extra, ``*`` missed); without
     one, a path cell is ``o`` when it lies on an open cell and ``x`` when it does not. ``!`` marks any other cell
@@ -64,8 +64,13 @@ def render_prediction(question: Any, prediction: Any, label: Any = None) -> str:
             chars.append("!")
         else:
             chars.append({WALL: "#", OPEN: ".", START: "S", GOAL: "G"}.get(int(question[cell]), "?"))
-    rows = ["".join(chars[row * side:(row + 1) * side]) for row in range(side)]
+    marks = ["".join(chars[row * side:(row + 1) * side]) for row in range(side)]
+    panels = [("question", render_maze(question).splitlines()), ("prediction", render_maze(prediction).splitlines()),
+              ("marks", marks)]
+    width = max(side, *(len(title) for title, _ in panels))
+    lines = ["  ".join(title.ljust(width) for title, _ in panels).rstrip()]
+    lines += ["  ".join(rows[row].ljust(width) for _, rows in panels).rstrip() for row in range(side)]
     header = _verdict(question, prediction)
     if target is not None:
         header = ("exact: yes; " if np.array_equal(prediction, target) else "exact: no; ") + header
-    return "\n".join([header, *rows, LEGEND])
+    return "\n".join([header, *lines, LEGEND])
