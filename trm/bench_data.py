@@ -39,6 +39,7 @@ def bench_loader(path: Path, *, batch_size: int = 768, batches: int = 2000, spli
     for _ in range(batches):
         batch = next(stream)
     elapsed = time.perf_counter() - start
+    stream.close()  # stops the prefetch thread
     results = {
         "first_batch_s": first,
         "train_batches": float(batches),

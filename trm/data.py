@@ -18,10 +18,13 @@ examples), windows of the global batch size, the last one padded with rows whose
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import queue
+import sys
 import threading
+import weakref
 from typing import Any, Iterator
 
 import numpy as np
@@ -152,21 +155,21 @@ class TrainLoader:
         self._batches += 1
         return rows
 
-    def _make_batch(self) -> tuple[dict[str, torch.Tensor], tuple]:
+    def _make_batch(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple]:
+        """NumPy arrays of the next local batch and the sampler state after it (no torch: may run in a thread)."""
         low = self.rank * self.local_batch_size
         rows = self.global_batch_rows()[low:low + self.local_batch_size]
         puzzles = np.searchsorted(self._puzzle_indices, rows, side="right") - 1
-        batch = _to_tensors(self.split.inputs[rows], self.split.labels[rows], self.split.puzzle_identifiers[puzzles],
-                            self.ignore_label_id)
-        return batch, self._snapshot()
+        arrays = (self.split.inputs[rows], self.split.labels[rows], self.split.puzzle_identifiers[puzzles])
+        return arrays, self._snapshot()
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         """This rank's batches, forever. With ``prefetch`` a thread reads ahead (chunk decoding overlaps training);
         call :meth:`load_state_dict` before iterating, not during."""
         if self.prefetch <= 0:
             while True:
-                batch, self._view = self._make_batch()
-                yield batch
+                arrays, self._view = self._make_batch()
+                yield _to_tensors(*arrays, self.ignore_label_id)
         ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 
@@ -184,16 +187,31 @@ class TrainLoader:
                 ready.put(exc)
 
         worker = threading.Thread(target=produce, name="trm-train-loader", daemon=True)
+        _PRODUCERS[worker] = stop
         worker.start()
         try:
             while True:
                 item = ready.get()
                 if isinstance(item, BaseException):
                     raise item
-                batch, self._view = item
-                yield batch
+                arrays, self._view = item
+                yield _to_tensors(*arrays, self.ignore_label_id)
         finally:
-            stop.set()  # the daemon thread ends within 0.1 s; joining here could hang at interpreter shutdown
+            stop.set()
+            if not sys.is_finalizing():
+                worker.join(timeout=10)
+
+
+# Live prefetch threads. Stopped and joined at exit: a daemon thread still decoding when the interpreter finalises
+# can abort the process ("terminate called without an active exception").
+_PRODUCERS: "weakref.WeakKeyDictionary[threading.Thread, threading.Event]" = weakref.WeakKeyDictionary()
+
+
+@atexit.register
+def _stop_producers() -> None:
+    for worker, stop in list(_PRODUCERS.items()):
+        stop.set()
+        worker.join(timeout=10)
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 from trm.errors import UserError
 
 # The reader keeps an array whole in memory when it is at most this big, else an LRU cache of decoded chunks.
-WHOLE_ARRAY_BYTES = int(os.environ.get("TRM_STORE_WHOLE_MB", "512")) * 2**20
+WHOLE_ARRAY_BYTES = int(os.environ.get("TRM_STORE_WHOLE_MB", "256")) * 2**20
 CHUNK_CACHE_BYTES = int(os.environ.get("TRM_STORE_CACHE_MB", "256")) * 2**20
 
 
@@ -128,7 +128,12 @@ class RowArray:
                 first, last = start // self.chunk_rows, (stop - 1) // self.chunk_rows
                 if first == last:
                     return self._fast.read(first)[: stop - start]
-                return np.concatenate([self._fast.read(c) for c in range(first, last + 1)])[: stop - start]
+                out = np.empty((stop - start, self.shape[1]), dtype=self.dtype)  # no second copy of a whole array
+                for chunk in range(first, last + 1):
+                    low = (chunk - first) * self.chunk_rows
+                    data = self._fast.read(chunk)
+                    out[low:low + self.chunk_rows] = data[: len(out) - low]
+                return out
             return np.asarray(self._zarray[start:stop])
         except Exception as exc:
             raise UserError(f"{self.where}: cannot read rows {start}..{stop} ({type(exc).__name__}: {exc}); "
