@@ -234,3 +234,13 @@ def test_restored_carry_without_initial_carry_still_collects_puzzle_gradients():
         assert len(model.puzzle_emb.pending) == expected
     twin = copy.deepcopy(model)  # e.g. an evaluation copy: same table, no hook of the original's
     assert torch.equal(twin.puzzle_emb.weights, model.puzzle_emb.weights) and twin.puzzle_emb.pending == []
+
+
+def test_evaluation_batches_leave_the_training_gradient_sink_alone():
+    model = tiny()
+    model.train()
+    model.initial_carry(batch(rows=4))
+    sink = model.puzzle_emb.grad_sink
+    model.eval()
+    carry, _ = model(model.initial_carry(batch(rows=7)), batch(rows=7))
+    assert model.puzzle_emb.grad_sink is sink

@@ -198,7 +198,8 @@ class TinyRecursiveModel(nn.Module):
         """A carry in which every row is halted, so the first call fills every row from its batch."""
         inputs = batch["inputs"]
         rows, device = inputs.shape[0], inputs.device
-        if self.puzzle_emb is not None:
+        if self.puzzle_emb is not None and self.training:
+            # Evaluation batches (often larger) must not resize the training sink: that would recompile the step.
             self.puzzle_emb.prepare(rows)
         latent = torch.zeros(rows, self.prefix_len + self.seq_len, self.config.hidden_size, dtype=self.dtype,
                              device=device)
