@@ -209,6 +209,9 @@ def test_maze_path_evaluator_on_hand_made_cases(tmp_path):
     written = evaluator.write(tmp_path)
     assert {p.name for p in written} == {"maze_path.json", "maze_path_examples.jsonl", "maze_path_failures.txt"}
     assert len((tmp_path / "maze_path_examples.jsonl").read_text().splitlines()) == 4
+    # The trainer reuses one evaluator: the next pass starts afresh instead of mixing in the previous one.
+    evaluator.update(*_batch([question], [label], [label]))
+    assert evaluator.compute()["exact_accuracy"] == 1.0 and evaluator.compute()["count"] == 1
 
 
 def test_maze_path_ignores_ignored_label_cells():
@@ -273,3 +276,10 @@ def test_structure_options_rejects_a_typo():
     with pytest.raises(RecipeError, match="dihedral"):
         structure_options(MazeOptions, {"dihedral_augs": True})
     assert structure_options(MazeOptions, {"size": 8}).size == 8
+
+
+def test_unreachable_generator_target_is_a_user_error(tmp_path):
+    options = MazeOptions(source="generate", size=3, min_path_length=50, num_train=1, num_test=0)
+    with pytest.raises(UserError, match="could not generate a 3x3 maze"):
+        build_store(_maze_task(), options, tmp_path / "x.zarr", show_progress=False)
+    assert not (tmp_path / "x.zarr").exists()

@@ -56,10 +56,10 @@ def load_splits(options: MazeOptions, rng: np.random.Generator, progress: Any = 
             if progress is not None:
                 pairs = progress(pairs, total=count, desc=f"generating {name}")
             try:
-                questions, answers = zip(*pairs)
-            except ValueError as exc:
+                pairs = list(pairs)
+            except ValueError as exc:  # the length target is out of reach for this size
                 raise UserError(f"maze task options: {exc}") from None
-            splits[name] = (np.stack(questions), np.stack(answers))
+            splits[name] = (np.stack([q for q, _ in pairs]), np.stack([a for _, a in pairs]))
         return splits
     return {name: read_csv(path, verify=options.verify)
             for name, path in split_files(options.source, options.train_file, options.test_file).items()}

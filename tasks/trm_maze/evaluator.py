@@ -11,7 +11,8 @@ are broken). The path metrics judge the predicted ``o`` cells against the maze i
 * ``path_iou``: |predicted path & labelled path| / |union|, averaged over mazes (1 for an exact path).
 * ``cell_accuracy``: fraction of supervised cells predicted right.
 
-Rows with ``valid`` False (batch padding) are skipped.
+Rows with ``valid`` False (batch padding) are skipped. The trainer builds an evaluator once per run and reuses it,
+so, as with ``arc_vote``, the first ``update()`` after a ``compute()`` starts a new pass: metrics never mix rounds.
 """
 
 from __future__ import annotations
@@ -60,8 +61,11 @@ class MazePathEvaluator:
         self.options = options
         self.records: list[dict[str, Any]] = []
         self.failures: list[str] = []
+        self._pass_closed = False
 
     def update(self, batch: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
+        if self._pass_closed:  # a new evaluation pass
+            self.records, self.failures, self._pass_closed = [], [], False
         inputs, labels = np.asarray(batch["inputs"]), np.asarray(batch["labels"])
         preds = np.asarray(outputs["preds"])
         valid = np.asarray(batch.get("valid", np.ones(len(inputs), dtype=bool)), dtype=bool)
@@ -77,6 +81,7 @@ class MazePathEvaluator:
                 self.failures.append(f"maze {record['index']}:\n" + render_prediction(inputs[row], preds[row], label))
 
     def compute(self) -> dict[str, float]:
+        self._pass_closed = True
         if not self.records:
             return {}
         count = len(self.records)
