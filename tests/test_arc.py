@@ -417,3 +417,19 @@ def test_real_arc1_statistics_match_the_reference():
                  "test_examples": 385_815, "num_puzzle_identifiers": 876_406, "tasks_not_full": 164}
     for key, value in reference.items():
         assert abs(stats[key] - value) <= 0.01 * value, (key, stats[key], value)
+
+
+def test_stats_and_store_leakage_commands(arc_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from trm_arc.commands import arc_group
+
+    runner = CliRunner()
+    result = runner.invoke(arc_group, ["stats", "--source", str(arc_dir), "--num-aug", "3"])
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(None, 1) for line in result.output.strip().splitlines())
+    assert lines["train_groups"] == "5" and lines["test_groups"] == "2"
+    out = tmp_path / "arc.zarr"
+    build_store(registry("tasks").get("arc"), ArcOptions(source=str(arc_dir), num_aug=2), out, show_progress=False)
+    result = runner.invoke(arc_group, ["check-leakage", str(out), "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["clean"] is True
