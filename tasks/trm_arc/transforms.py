@@ -57,7 +57,8 @@ def deaugment_grid(grid: np.ndarray, tid: int, colour_map: np.ndarray) -> np.nda
 
 def version_name(task_id: str, tid: int, colour_map: np.ndarray) -> str:
     """The identifier name of one augmented version (the reference's format)."""
-    return f"{task_id}{NAME_SEPARATOR}t{tid}{NAME_SEPARATOR}{''.join(str(int(c)) for c in colour_map)}"
+    digits = (np.asarray(colour_map, dtype=np.uint8) + ord("0")).tobytes().decode()
+    return f"{task_id}{NAME_SEPARATOR}t{tid}{NAME_SEPARATOR}{digits}"
 
 
 def parse_name(name: str) -> tuple[str, int, np.ndarray]:
