@@ -49,7 +49,7 @@ def decode(tokens: Iterable[int]) -> str:
 
 
 def neighbours(cell: int, side: int) -> Iterable[int]:
-    """4-neighbours of a flat cell index, in a fixed order (up, left, right, down): labels depend on it."""
+    """4-neighbours of a flat cell index (up, left, right, down)."""
     row, col = divmod(cell, side)
     if row > 0:
         yield cell - side
