@@ -179,12 +179,14 @@ class TinyRecursiveModel(nn.Module):
         f = self.backbone  # f(h, injection) = backbone(h + injection): the injection is added once, before block 1
         with torch.no_grad():
             for _ in range(self.config.h_cycles - 1):
+                injection = y + x  # y is fixed during the n latent updates: add it to x once per cycle
                 for _ in range(self.config.l_cycles):  # n
-                    z = f(z + (y + x))
+                    z = f(z + injection)
                 y = f(y + z)  # the answer update sees z only, not x: that is how one f tells its two jobs apart
         with torch.set_grad_enabled(grad_last_cycle and torch.is_grad_enabled()):
+            injection = y + x
             for _ in range(self.config.l_cycles):
-                z = f(z + (y + x))
+                z = f(z + injection)
             y = f(y + z)
         return y, z
 
