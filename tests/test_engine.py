@@ -244,3 +244,49 @@ def test_evaluation_batches_leave_the_training_gradient_sink_alone():
     model.eval()
     carry, _ = model(model.initial_carry(batch(rows=7)), batch(rows=7))
     assert model.puzzle_emb.grad_sink is sink
+
+
+def test_learns_a_copy_task_and_learns_to_halt_early():
+    """End to end on the real pieces (engine, act_q, loss, AdamATan2, sign-SGD): copying the input is learned and the
+    halting head learns to stop after about one step (exploration keeps a few rows longer)."""
+    import attrs
+
+    from trm.losses import act_loss
+    from trm.optim import build_optimizers
+
+    @attrs.frozen
+    class Optim:
+        name: str = "adam_atan2"
+        lr: float = 3e-3
+        betas: tuple = (0.9, 0.95)
+        weight_decay: float = 0.0
+        puzzle_emb_lr: float = 1e-3
+        puzzle_emb_weight_decay: float = 0.0
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(hidden_size=32, h_cycles=1, l_cycles=1, puzzle_emb_len=1, puzzle_emb_dim=32)
+    model = assemble(cfg, "attention", {"layers": 1, "num_heads": 2}, "act_q", {"max_steps": 4}, vocab_size=6,
+                     seq_len=8)
+    dense, sparse = build_optimizers(model, Optim())
+    model.train()
+    g = torch.Generator().manual_seed(0)
+
+    def copy_batch():
+        x = torch.randint(1, 6, (32, 8), generator=g, dtype=torch.int32)
+        return {"inputs": x, "labels": x.long(), "puzzle_identifiers": torch.zeros(32, dtype=torch.int32)}
+
+    carry = model.initial_carry(copy_batch())
+    totals = {"count": 0.0, "exact_accuracy": 0.0, "steps": 0.0}
+    for step in range(200):
+        carry, out = model(carry, copy_batch())
+        loss, metrics = act_loss(out, model.halting)
+        (loss / 32).backward()
+        sparse.step()
+        dense.step()
+        dense.zero_grad()
+        if step >= 150:
+            for key in totals:
+                totals[key] += metrics[key].item()
+    assert totals["exact_accuracy"] / totals["count"] > 0.95
+    assert totals["steps"] / totals["count"] < 1.5  # halting learned; without it every row would take 4 steps
+    assert torch.count_nonzero(model.puzzle_emb.weights) > 0
