@@ -157,14 +157,15 @@ def test_two_processes_match_one(tmp_path, per_device):
     recipe = write_recipe(tmp_path, steps=6, extra="halting: {name: act_q, options: {exploration_prob: 0.0}}\n")
     one = trm("run", str(recipe), "--run-dir", str(tmp_path / "one"), "--no-progress")
     assert one.returncode == 0, one.stderr[-3000:]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "trm", "run", str(recipe),
+    # torchrun sets the variables Accelerate reads; `accelerate launch --cpu --num_processes 2` starts one process.
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "trm", "run", str(recipe),
               "--run-dir", str(tmp_path / "two"), "--no-progress"]
     if per_device:
         launch.append(f"train.per_device_batch_size={per_device}")
     two = subprocess.run(launch, capture_output=True, text=True, cwd=REPO, timeout=600,
                          env=dict(os.environ, TRM_TRACKERS="none", OMP_NUM_THREADS="1"))
     assert two.returncode == 0, two.stderr[-3000:]
+    assert "cpu x 2 process(es)" in two.stdout
     if per_device:
         assert "2 process(es) x 8 per device x 2 accumulation step(s)" in two.stdout
     a, b = train_records(tmp_path / "one"), train_records(tmp_path / "two")

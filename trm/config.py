@@ -232,6 +232,8 @@ def _strict(kind: type) -> Any:
 
 def _literal_hook(value: Any, literal: Any) -> Any:
     allowed = typing.get_args(literal)
+    if isinstance(value, bool) and {"on", "off"} <= set(allowed):  # YAML 1.1 reads `compile: off` as False
+        return "on" if value else "off"
     if value not in allowed:
         names = [str(a) for a in allowed]
         hint = did_you_mean(str(value), names) if isinstance(value, str) else ""

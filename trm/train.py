@@ -370,6 +370,7 @@ class Trainer:
                 "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
                 "carries": [_carry_state(c) for c in self.carries] if acc.num_processes == 1 else None,
                 "fingerprint": self.store.info.fingerprint,
+                "dims": attrs.asdict(self.dims),
                 "trm_version": __version__,
                 "processes": acc.num_processes,
             }
