@@ -59,7 +59,9 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str 
             batch_size=batch_size or recipe.eval.batch_size,
             max_steps=max_steps or recipe.eval.max_steps,
         ))
-    accelerator = Accelerator()
+    from trm.train import cpu_processes
+
+    accelerator = Accelerator(cpu=cpu_processes())
     store = open_recipe_store(recipe, build=False)
     info = store.info
     dims = TaskDims(info.vocab_size, info.seq_len, info.num_puzzle_identifiers)

@@ -130,7 +130,7 @@ class Trainer:
 
         self.recipe, self.run_dir, self.show_progress = recipe, Path(run_dir), show_progress
         trackers = _trackers()
-        self.accelerator = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir))
+        self.accelerator = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir), cpu=cpu_processes())
         acc = self.accelerator
         self.is_main = acc.is_main_process
         self.plan = plan_batches(recipe.train.global_batch_size, acc.num_processes, recipe.train.per_device_batch_size)
@@ -425,6 +425,11 @@ def _identifier_names(store: Any) -> list[str] | None:
     return list(names) if names is not None else None
 
 
+def cpu_processes() -> bool:
+    """True for several processes without CUDA: Accelerate then needs ``cpu=True`` to set up its gloo group."""
+    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def _trackers() -> list[str]:
     chosen = [name.strip() for name in os.environ.get("TRM_TRACKERS", "auto").split(",") if name.strip()]
     if chosen == ["auto"]:
@@ -466,7 +471,7 @@ def _agree_on_directory(directory: Path) -> Path:
         from accelerate import PartialState
         from accelerate.utils import broadcast_object_list
 
-        PartialState()
+        PartialState(cpu=cpu_processes())
         holder = [str(directory)]
         broadcast_object_list(holder, from_process=0)
         return Path(holder[0])
