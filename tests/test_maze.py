@@ -283,3 +283,15 @@ def test_unreachable_generator_target_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="could not generate a 3x3 maze"):
         build_store(_maze_task(), options, tmp_path / "x.zarr", show_progress=False)
     assert not (tmp_path / "x.zarr").exists()
+
+
+@pytest.mark.skipif(not (MAZE_DIR / "train.csv").exists(), reason=f"real Maze-Hard CSVs absent from {MAZE_DIR}")
+def test_real_maze_hard_store_has_the_reference_layout(tmp_path):
+    options = MazeOptions(source=str(MAZE_DIR), dihedral_aug=True)
+    info = build_store(_maze_task(), options, tmp_path / "maze.zarr", show_progress=False)
+    assert (info.vocab_size, info.seq_len, info.num_puzzle_identifiers) == (6, 900, 1)
+    train = info.splits["train"]
+    assert (train["num_groups"], train["num_puzzles"], train["num_examples"]) == (1000, 8000, 8000)
+    assert (info.splits["test"]["num_groups"], info.splits["test"]["num_puzzles"]) == (1000, 1000)
+    stats = info.extras["maze"]["splits"]
+    assert stats["train"]["path_moves_min"] == 109 and stats["train"]["path_moves_mean"] == pytest.approx(114.06)
