@@ -97,8 +97,8 @@ def shortest_distance(question: np.ndarray) -> int:
 
 
 # Tie-break of Maze-Hard's labels, found by testing all 48 rules "walk from S (or back from G), stepping to the
-# first neighbour, in a fixed direction order, that is one move closer to the other end": only this one reproduces
-# all 2,000 published labels (train and test; tests/test_maze.py checks it on the real data when present).
+# first neighbour, in a fixed direction order, that is one move closer to the other end" on 100 training mazes: only
+# this one matched all of them, and it reproduces all 2,000 published labels (tests/test_maze.py checks it).
 LABEL_DIRECTION_ORDER = ("down", "left", "right", "up")
 _STEP = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 
