@@ -22,7 +22,7 @@ def test_counts_exact_and_cell_accuracy():
     assert metrics["cell_accuracy"] == pytest.approx(7 / 8)
     assert metrics["examples"] == 3
     evaluator.update({"labels": labels[:1], "valid": valid[:1]}, {"preds": preds[:1] * 0})
-    assert evaluator.compute()["exact_accuracy"] == pytest.approx(2 / 4)
+    assert evaluator.compute()["exact_accuracy"] == 0.0  # a new pass: the first pass's rows no longer count
 
 
 def test_empty_and_write(tmp_path):
@@ -37,3 +37,16 @@ def test_registered_as_plugin():
     spec = plugins.registry("evaluators").get("exact_match")
     assert spec.options_class is ExactMatchOptions
     assert spec.build(ExactMatchOptions(), None).compute()["examples"] == 0
+
+
+def test_each_evaluation_pass_is_scored_on_its_own():
+    from trm_evaluators.exact_match import ExactMatch
+
+    evaluator = ExactMatch()
+    labels = np.array([[2, 3], [4, 5]])
+    batch = {"labels": labels, "valid": np.array([True, True])}
+    evaluator.update(batch, {"preds": np.array([[2, 3], [0, 0]])})
+    assert evaluator.compute()["exact_accuracy"] == 0.5
+    evaluator.update(batch, {"preds": labels})
+    second = evaluator.compute()
+    assert second["exact_accuracy"] == 1.0 and second["examples"] == 2.0

@@ -161,8 +161,10 @@ class Evaluator(Protocol):
     ``update`` receives NumPy arrays for one *global* batch (every process sees the same gathered batch):
     ``batch`` has ``inputs`` [B, L], ``labels`` [B, L] (-100 where ignored), ``puzzle_identifiers`` [B] and
     ``valid`` [B] (False for padding rows); ``outputs`` has ``preds`` [B, L], ``q_halt`` [B] (logits, float32)
-    and ``steps`` [B] (supervision steps used). ``compute`` returns flat ``name -> float`` metrics. ``write`` stores
-    artefacts in ``directory`` and returns their paths.
+    and ``steps`` [B] (supervision steps used). ``compute`` returns flat ``name -> float`` metrics and closes the
+    evaluation pass: an evaluator is built once per run, so the next ``update`` starts a new pass (metrics that
+    deliberately accumulate across passes, like ARC's reference-style voting, must say so in their names).
+    ``write`` stores the last pass's artefacts in ``directory`` and returns their paths.
     """
 
     def update(self, batch: Mapping[str, "np.ndarray"], outputs: Mapping[str, "np.ndarray"]) -> None: ...

@@ -30,14 +30,22 @@ class ExactMatchOptions:
 
 
 class ExactMatch:
+    """Counts of one evaluation pass: ``compute()`` closes the pass and the next ``update()`` starts a new one."""
+
     def __init__(self, context: EvalContext | None = None):
         self.context = context
+        self._reset()
+
+    def _reset(self) -> None:
         self.examples = 0
         self.exact = 0
         self.cells = 0
         self.correct_cells = 0
+        self._closed = False
 
     def update(self, batch: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
+        if self._closed:  # the evaluator lives for the whole run; each evaluation is scored on its own
+            self._reset()
         labels = np.asarray(batch["labels"])
         preds = np.asarray(outputs["preds"])
         valid = np.asarray(batch.get("valid", np.ones(len(labels), dtype=bool))).astype(bool)
@@ -50,6 +58,7 @@ class ExactMatch:
         self.correct_cells += int(right.sum())
 
     def compute(self) -> dict[str, float]:
+        self._closed = True
         return {
             "exact_accuracy": self.exact / self.examples if self.examples else float("nan"),
             "cell_accuracy": self.correct_cells / self.cells if self.cells else float("nan"),
