@@ -14,11 +14,11 @@ gradient accumulation needs no ``no_sync``. docs/training.md explains the choice
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
 import time
+import contextlib
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -107,13 +107,6 @@ def _carry_state(carry: Any) -> Any:
     if hasattr(carry, "__dataclass_fields__"):
         return {name: getattr(carry, name) for name in carry.__dataclass_fields__}
     return carry
-
-
-def _carry_restore(template: Any, state: Any, device: torch.device) -> Any:
-    if state is None:
-        return None
-    moved = {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in state.items()}
-    return type(template)(**moved)
 
 
 def new_run_dir(recipe_path: Path, recipe: Any) -> Path:
@@ -335,7 +328,7 @@ class Trainer:
         if self.evaluators is None:  # built once per run: ARC votes accumulate across rounds
             self.evaluators = build_evaluators(recipe, self.store, self.run_dir / "eval")
         max_steps = recipe.eval.max_steps or self.halting.max_steps
-        context = self.ema.applied() if self.ema is not None else _nullcontext()
+        context = self.ema.applied() if self.ema is not None else contextlib.nullcontext()
         with context:
             metrics = evaluate(self.step_model, self.store.split(recipe.eval.split), self.evaluators, accelerator=acc,
                                global_batch_size=recipe.eval.batch_size or self.plan.global_batch,
@@ -415,11 +408,6 @@ class Trainer:
         return Carry(**{k: v.to(self.accelerator.device) if isinstance(v, torch.Tensor) else v for k, v in state.items()})
 
 
-@contextmanager
-def _nullcontext() -> Iterator[None]:
-    yield
-
-
 def _identifier_names(store: Any) -> list[str] | None:
     names = getattr(store.info, "identifier_names", None)
     return list(names) if names is not None else None
@@ -485,6 +473,3 @@ def _write_atomic(path: Path, text: str) -> None:
     temporary.write_text(text)
     os.replace(temporary, path)
 
-
-def dump_metrics(path: Path, metrics: dict[str, float]) -> None:
-    _write_atomic(path, json.dumps(metrics, indent=2))
