@@ -1,10 +1,13 @@
 """The recursion engine: shapes, input embedding, carry reset, gradient scope, heads, test-time depth (REFERENCE.md 3-4)."""
 
+import functools
 import math
 
 import pytest
 import torch
 from torch import nn
+
+from trm.config import OptimConfig
 
 from trm.engine import Carry, ModelConfig, TinyRecursiveModel, assemble
 
@@ -249,19 +252,10 @@ def test_evaluation_batches_leave_the_training_gradient_sink_alone():
 def test_learns_a_copy_task_and_learns_to_halt_early():
     """End to end on the real pieces (engine, act_q, loss, AdamATan2, sign-SGD): copying the input is learned and the
     halting head learns to stop after about one step (exploration keeps a few rows longer)."""
-    import attrs
-
     from trm.losses import act_loss
     from trm.optim import build_optimizers
 
-    @attrs.frozen
-    class Optim:
-        name: str = "adam_atan2"
-        lr: float = 3e-3
-        betas: tuple = (0.9, 0.95)
-        weight_decay: float = 0.0
-        puzzle_emb_lr: float = 1e-3
-        puzzle_emb_weight_decay: float = 0.0
+    Optim = functools.partial(OptimConfig, lr=3e-3, weight_decay=0.0, puzzle_emb_lr=1e-3, puzzle_emb_weight_decay=0.0)
 
     torch.manual_seed(0)
     cfg = ModelConfig(hidden_size=32, h_cycles=1, l_cycles=1, puzzle_emb_len=1, puzzle_emb_dim=32)

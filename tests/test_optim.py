@@ -1,12 +1,14 @@
 """Optimizers: AdamATan2 against a hand-computed update, sign-SGD on touched rows (1 and 2 processes), LR schedule."""
 
+import functools
 import math
 import os
 import socket
 
-import attrs
 import pytest
 import torch
+
+from trm.config import OptimConfig
 
 from trm.engine import PuzzleEmbedding
 from trm.optim import AdamATan2, SparseSignSGD, build_optimizers, lr_at, sign_sgd_rows
@@ -81,14 +83,7 @@ def test_sparse_optimizer_keeps_every_backward_before_a_step():
 def test_build_optimizers():
     from trm.engine import ModelConfig, assemble
 
-    @attrs.frozen
-    class Optim:
-        name: str = "adam_atan2"
-        lr: float = 1e-4
-        betas: tuple = (0.9, 0.95)
-        weight_decay: float = 1.0
-        puzzle_emb_lr: float = 1e-2
-        puzzle_emb_weight_decay: float = 0.1
+    Optim = functools.partial(OptimConfig, lr=1e-4, weight_decay=1.0, puzzle_emb_lr=1e-2, puzzle_emb_weight_decay=0.1)
 
     model = assemble(ModelConfig(hidden_size=16, puzzle_emb_len=1, puzzle_emb_dim=16), "mlp_mixer", {"layers": 1},
                      vocab_size=4, seq_len=3)

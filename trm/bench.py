@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 import torch
 
+from trm.config import OptimConfig
 from trm.engine import ModelConfig, assemble
 from trm.losses import act_loss
 from trm.optim import build_optimizers
@@ -60,16 +61,8 @@ TINY_CONFIGS = [  # same shapes of computation, small enough for a CPU test
 ]
 
 
-@attrs.frozen
-class _Optim:
-    """The paper's optimizer settings (REFERENCE.md 8), with the ARC puzzle-embedding LR."""
-
-    name: str = "adam_atan2"
-    lr: float = 1e-4
-    betas: tuple = (0.9, 0.95)
-    weight_decay: float = 0.1
-    puzzle_emb_lr: float = 1e-2
-    puzzle_emb_weight_decay: float = 0.1
+# The paper's optimizer settings (REFERENCE.md 8), with the ARC puzzle-embedding LR.
+PAPER_OPTIM = OptimConfig(lr=1e-4, weight_decay=0.1, puzzle_emb_lr=1e-2, puzzle_emb_weight_decay=0.1)
 
 
 def build(config: BenchConfig, device: torch.device, dtype: torch.dtype) -> Any:
@@ -119,7 +112,7 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
         torch.cuda.reset_peak_memory_stats(device)
     model = build(config, device, dtype)
     model.train()
-    dense, sparse = build_optimizers(model, _Optim())
+    dense, sparse = build_optimizers(model, PAPER_OPTIM)
     step_model = torch.compile(model) if compile_model else model
     generator = torch.Generator().manual_seed(0)
     batches = [random_batch(config, device, generator) for _ in range(4)]
@@ -150,13 +143,6 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
     median = statistics.median(times)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
     parameters = sum(p.numel() for p in model.parameters())
-    # Release this configuration before the next one: compiled code keeps the module (and its puzzle table) alive,
-    # which once inflated the next configuration's peak memory by the ARC table's 1.8 GB.
-    del step_model, model, dense, sparse, batches, carry
-    torch._dynamo.reset()
-    gc.collect()
-    if cuda:
-        torch.cuda.empty_cache()
     flops = count_step_flops(config)
     return {
         "config": config.name, "backbone": config.backbone, "batch_size": config.batch_size,
@@ -170,6 +156,15 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
         "warmup_s": warmup_s, "steps": steps, "warmup": warmup, "compiled": compile_model,
         "dtype": str(dtype).split(".")[-1],
     }
+
+
+def release(device: torch.device) -> None:
+    """Free the last configuration before the next: compiled code keeps its module (and puzzle table) alive, which
+    once inflated the next configuration's peak memory by the ARC table's 1.8 GB."""
+    torch._dynamo.reset()
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -209,6 +204,7 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
     rows = []
     for config in configs:
         rows.append(bench_one(config, device=target, steps=steps, warmup=warmup, compile_model=compile_model))
+        release(target)
         echo(f"{config.name}: {rows[-1]['ms_per_step']:.1f} ms/step")
     echo(format_table(rows))
     if out is not None:

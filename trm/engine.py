@@ -28,35 +28,27 @@ from torch import nn
 from trm.layers import CastedEmbedding, CastedLinear, trunc_normal_
 
 
-def _positive(instance, attribute, value) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
-
-
-def _non_negative(instance, attribute, value) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
 
 
 @attrs.frozen
 class ModelConfig:
     """The recipe's ``model:`` section: sizes of the recursion and the loss (REFERENCE.md 3.1)."""
 
-    hidden_size: int = attrs.field(default=512, validator=_positive, metadata={"help": "D: width of x, y and z"})
-    h_cycles: int = attrs.field(default=3, validator=_positive,
+    hidden_size: int = attrs.field(default=512, validator=attrs.validators.gt(0), metadata={"help": "D: width of x, y and z"})
+    h_cycles: int = attrs.field(default=3, validator=attrs.validators.gt(0),
                                 metadata={"help": "T in the paper: cycles per supervision step (T - 1 without grad)"})
-    l_cycles: int = attrs.field(default=6, validator=_positive,
+    l_cycles: int = attrs.field(default=6, validator=attrs.validators.gt(0),
                                 metadata={"help": "n in the paper: latent updates z <- f(z, y + x) per cycle"})
-    puzzle_emb_len: int = attrs.field(default=16, validator=_non_negative,
+    puzzle_emb_len: int = attrs.field(default=16, validator=attrs.validators.ge(0),
                                       metadata={"help": "P: prefix slots before the grid; slot 0 carries the puzzle vector"})
-    puzzle_emb_dim: int = attrs.field(default=512, validator=_non_negative,
+    puzzle_emb_dim: int = attrs.field(default=512, validator=attrs.validators.ge(0),
                                       metadata={"help": "width of the learned per-puzzle vector; 0 disables it"})
     forward_dtype: str = attrs.field(
         default="auto", validator=attrs.validators.in_(("auto", "bfloat16", "float32")),
         metadata={"help": "compute dtype: auto = bfloat16 on CUDA, float32 on CPU; weights stay fp32"})
     loss: str = attrs.field(default="stablemax", validator=attrs.validators.in_(("stablemax", "softmax")),
                             metadata={"help": "token loss: stablemax (the reference's, in fp64) or softmax"})
-    halt_loss_weight: float = attrs.field(default=0.5, validator=_non_negative,
+    halt_loss_weight: float = attrs.field(default=0.5, validator=attrs.validators.ge(0),
                                           metadata={"help": "weight of the halting loss beside the token loss"})
 
 

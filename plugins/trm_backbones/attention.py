@@ -21,22 +21,18 @@ from trm.layers import CastedLinear, Rotary, SwiGLU, apply_rotary, rms_norm, tru
 from trm.types import BackboneShape, BackboneSpec
 
 
-def _positive(instance, attribute, value) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
-
 
 @attrs.frozen
 class AttentionOptions:
-    layers: int = attrs.field(default=2, validator=_positive, metadata={"help": "blocks in the network (L_layers)"})
-    expansion: float = attrs.field(default=4.0, validator=_positive, metadata={"help": "SwiGLU expansion factor"})
-    num_heads: int = attrs.field(default=8, validator=_positive, metadata={"help": "attention heads (head_dim = D / heads)"})
+    layers: int = attrs.field(default=2, validator=attrs.validators.gt(0), metadata={"help": "blocks in the network (L_layers)"})
+    expansion: float = attrs.field(default=4.0, validator=attrs.validators.gt(0), metadata={"help": "SwiGLU expansion factor"})
+    num_heads: int = attrs.field(default=8, validator=attrs.validators.gt(0), metadata={"help": "attention heads (head_dim = D / heads)"})
     positions: Literal["rope", "learned", "none"] = attrs.field(
         default="rope", validator=attrs.validators.in_(("rope", "learned", "none")),
         metadata={"help": "rope (rotary over the flattened sequence), learned (absolute table) or none"},
     )
-    rope_theta: float = attrs.field(default=10000.0, validator=_positive, metadata={"help": "rotary base"})
-    norm_eps: float = attrs.field(default=1e-5, validator=_positive, metadata={"help": "RMSNorm epsilon"})
+    rope_theta: float = attrs.field(default=10000.0, validator=attrs.validators.gt(0), metadata={"help": "rotary base"})
+    norm_eps: float = attrs.field(default=1e-5, validator=attrs.validators.gt(0), metadata={"help": "RMSNorm epsilon"})
 
 
 class SelfAttention(nn.Module):

@@ -21,17 +21,13 @@ from trm.layers import CastedLinear, SwiGLU, rms_norm, swiglu_width
 from trm.types import BackboneShape, BackboneSpec
 
 
-def _positive(instance, attribute, value) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
-
 
 @attrs.frozen
 class MixerOptions:
-    layers: int = attrs.field(default=2, validator=_positive, metadata={"help": "blocks in the network (L_layers)"})
-    expansion: float = attrs.field(default=4.0, validator=_positive,
+    layers: int = attrs.field(default=2, validator=attrs.validators.gt(0), metadata={"help": "blocks in the network (L_layers)"})
+    expansion: float = attrs.field(default=4.0, validator=attrs.validators.gt(0),
                                    metadata={"help": "SwiGLU expansion factor (token and channel mixers)"})
-    norm_eps: float = attrs.field(default=1e-5, validator=_positive, metadata={"help": "RMSNorm epsilon"})
+    norm_eps: float = attrs.field(default=1e-5, validator=attrs.validators.gt(0), metadata={"help": "RMSNorm epsilon"})
 
 
 class TokenSwiGLU(nn.Module):
