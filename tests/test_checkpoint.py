@@ -41,6 +41,16 @@ def test_partial_checkpoint_is_ignored(tmp_path):
     assert find_checkpoint(tmp_path).name == "step_5"
 
 
+def test_a_killed_writers_staging_folder_is_removed_by_the_next_write(tmp_path):
+    root = tmp_path / "checkpoints"
+    (root / ".step_420.partial-2273").mkdir(parents=True)  # SIGKILL while writing (seen on the GPU machine)
+    (root / ".step_420.partial-2273" / "optim.safetensors").write_bytes(b"x" * 100)
+    (root / ".latest.partial-2273").write_text("step_420")
+    write_checkpoint(tmp_path, 5, model_state={"w": torch.zeros(1)}, ema_state=None, optim_state={}, state={},
+                     identifiers=None)
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_5"]
+
+
 def test_missing_checkpoint_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no such run directory"):
         find_checkpoint(tmp_path / "nope")

@@ -159,8 +159,9 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
 
 
 def release(device: torch.device) -> None:
-    """Free the last configuration before the next: compiled code keeps its module (and puzzle table) alive, which
-    once inflated the next configuration's peak memory by the ARC table's 1.8 GB."""
+    """Free the last configuration before the next (compiled code and cached blocks), so that each peak-memory
+    figure is the configuration's own. A leaked ARC table once added 1.8 GB to the Maze figure; the leak itself
+    was a hook cycle in ``PuzzleEmbedding``, fixed there and tested in tests/test_engine.py."""
     torch._dynamo.reset()
     gc.collect()
     if device.type == "cuda":

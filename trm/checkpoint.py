@@ -94,8 +94,9 @@ def write_checkpoint(
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step}"
+    for leftover in root.glob(".*.partial-*"):  # a writer killed mid-checkpoint (one writer per run directory)
+        shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
     staging = root / f".step_{step}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     save_file(_state_tensors(model_state), str(staging / "model.safetensors"))
     if ema_state is not None:

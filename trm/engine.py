@@ -19,6 +19,7 @@ One call of :meth:`TinyRecursiveModel.forward` is **one supervision step for eve
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any, NamedTuple
 
 import attrs
@@ -94,7 +95,11 @@ class PuzzleEmbedding(nn.Module):
         if sink is not None and sink.shape[0] == batch_size and sink.device == device and sink.is_leaf:
             return
         sink = torch.zeros(batch_size, self.weights.shape[1], device=device, requires_grad=True)
-        sink.register_post_accumulate_grad_hook(self._collect)
+        # The hook lives inside the tensor, where Python's gc cannot see it: a bound method there would make
+        # module -> sink -> hook -> module an uncollectable cycle and leak the whole table (GBs for ARC) with
+        # every discarded model. A weak reference breaks it.
+        owner = weakref.ref(self)
+        sink.register_post_accumulate_grad_hook(lambda tensor: _collect_into(owner, tensor))
         self.grad_sink = sink
         self.local_ids = torch.zeros(batch_size, dtype=torch.int32, device=device)
 
@@ -123,6 +128,12 @@ class PuzzleEmbedding(nn.Module):
         copy.train(self.training)
         memo[id(self)] = copy
         return copy
+
+
+def _collect_into(owner: "weakref.ref[PuzzleEmbedding]", sink: torch.Tensor) -> None:
+    module = owner()
+    if module is not None:
+        module._collect(sink)
 
 
 class TinyRecursiveModel(nn.Module):
