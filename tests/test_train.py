@@ -150,6 +150,33 @@ def test_resume_refuses_a_store_with_another_fingerprint(tmp_path):
     assert "fingerprint" in result.stderr and "Traceback" not in result.stderr
 
 
+def torchrun(*args, env=None):
+    # torchrun sets the variables Accelerate reads; `accelerate launch --cpu --num_processes 2` starts one process.
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "trm", *args]
+    return subprocess.run(launch, capture_output=True, text=True, cwd=REPO, timeout=600,
+                          env=dict(os.environ, TRM_TRACKERS="none", OMP_NUM_THREADS="1", **(env or {})))
+
+
+def test_two_process_sigkill_then_resume_equals_uninterrupted(tmp_path):
+    """Each process's ACT carries and exploration RNG (seed + rank) are gathered into the checkpoint, so a resumed
+    two-process run repeats the uninterrupted one exactly, exploration on; resuming on one process warns."""
+    recipe = write_recipe(tmp_path, steps=8, ckpt=4)
+    straight = torchrun("run", str(recipe), "--run-dir", str(tmp_path / "straight"), "--no-progress")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = torchrun("run", str(recipe), "--run-dir", str(tmp_path / "killed"), "--no-progress",
+                      env={"TRM_FAULT_KILL_AT_STEP": "6"})
+    assert killed.returncode != 0
+    assert (tmp_path / "killed" / "checkpoints" / "latest").read_text().strip() == "step_4"
+    resumed = torchrun("run", "--resume", str(tmp_path / "killed"), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "at step 4" in resumed.stdout and "note:" not in resumed.stdout
+    assert train_records(tmp_path / "killed") == train_records(tmp_path / "straight")
+    assert eval_records(tmp_path / "killed") == eval_records(tmp_path / "straight")
+    single = trm("run", "--resume", str(tmp_path / "straight"), "train.max_steps=10", "--no-progress")
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert "written by 2 process(es), this run has 1" in single.stdout
+
+
 @pytest.mark.parametrize("per_device", [None, 8])
 def test_two_processes_match_one(tmp_path, per_device):
     # Exploration draws come from per-process RNG streams (seed + rank, as in the reference), so this comparison
@@ -157,13 +184,8 @@ def test_two_processes_match_one(tmp_path, per_device):
     recipe = write_recipe(tmp_path, steps=6, extra="halting: {name: act_q, options: {exploration_prob: 0.0}}\n")
     one = trm("run", str(recipe), "--run-dir", str(tmp_path / "one"), "--no-progress")
     assert one.returncode == 0, one.stderr[-3000:]
-    # torchrun sets the variables Accelerate reads; `accelerate launch --cpu --num_processes 2` starts one process.
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "trm", "run", str(recipe),
-              "--run-dir", str(tmp_path / "two"), "--no-progress"]
-    if per_device:
-        launch.append(f"train.per_device_batch_size={per_device}")
-    two = subprocess.run(launch, capture_output=True, text=True, cwd=REPO, timeout=600,
-                         env=dict(os.environ, TRM_TRACKERS="none", OMP_NUM_THREADS="1"))
+    extra = [f"train.per_device_batch_size={per_device}"] if per_device else []
+    two = torchrun("run", str(recipe), "--run-dir", str(tmp_path / "two"), "--no-progress", *extra)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "x 2 process(es)" in two.stdout
     if per_device:

@@ -148,10 +148,12 @@ def find_checkpoint(path: Path) -> Path:
 def read_checkpoint(directory: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Every part of a checkpoint, as written by :func:`write_checkpoint` (tensors on ``map_location``)."""
     directory = Path(directory)
+    target = torch.device(map_location)
+    device = "cpu" if target.type == "cpu" else str(target)  # safetensors rejects "cpu:0" (multi-process CPU runs)
     try:
-        parts: dict[str, Any] = {"path": directory, "model": load_file(str(directory / "model.safetensors"), device=str(map_location))}
+        parts: dict[str, Any] = {"path": directory, "model": load_file(str(directory / "model.safetensors"), device=device)}
         ema = directory / "ema.safetensors"
-        parts["ema"] = load_file(str(ema), device=str(map_location)) if ema.exists() else None
+        parts["ema"] = load_file(str(ema), device=device) if ema.exists() else None
         parts["optim"] = load_tree(directory, "optim")
         parts["state"] = load_tree(directory, "state")
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:

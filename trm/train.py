@@ -36,6 +36,7 @@ from trm.errors import UserError
 from trm.evaluate import build_evaluators, evaluate, format_table
 from trm.logs import MetricsLog, plot_curves
 from trm.plugins import get_host
+from trm import process_state
 from trm.types import TaskDims
 
 
@@ -95,18 +96,6 @@ class EMA:
             raise UserError(f"checkpoint EMA lacks {sorted(missing)[:3]}...: it was written for another model")
         for name in self.shadow:
             self.shadow[name].copy_(state[name])
-
-
-def _carry_state(carry: Any) -> Any:
-    if carry is None:
-        return None
-    if attrs.has(type(carry)):
-        return {f.name: getattr(carry, f.name) for f in attrs.fields(type(carry))}
-    if hasattr(carry, "_asdict"):
-        return dict(carry._asdict())
-    if hasattr(carry, "__dataclass_fields__"):
-        return {name: getattr(carry, name) for name in carry.__dataclass_fields__}
-    return carry
 
 
 def new_run_dir(recipe_path: Path, recipe: Any) -> Path:
@@ -352,6 +341,7 @@ class Trainer:
     def save(self) -> None:
         acc = self.accelerator
         acc.wait_for_everyone()
+        processes = process_state.gather_to_main(process_state.capture(self.carries), acc)
         if self.is_main:
             optim = {"dense": self.dense_opt.state_dict(),
                      "sparse": self.sparse_opt.state_dict() if self.sparse_opt is not None else None}
@@ -359,9 +349,7 @@ class Trainer:
                 "step": self.step,
                 "next_eval_epoch": self.next_eval_epoch if math.isfinite(self.next_eval_epoch) else None,
                 "loader": self.loader.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
-                "carries": [_carry_state(c) for c in self.carries] if acc.num_processes == 1 else None,
+                "process_states": processes,  # per rank: ACT carries and RNG states (trm/process_state.py)
                 "fingerprint": self.store.info.fingerprint,
                 "dims": attrs.asdict(self.dims),
                 "trm_version": __version__,
@@ -388,24 +376,23 @@ class Trainer:
         if self.sparse_opt is not None and parts["optim"]["sparse"] is not None:
             self.sparse_opt.load_state_dict(parts["optim"]["sparse"])
         self.loader.load_state_dict(state["loader"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu())
         self.step = state["step"]
         self.next_eval_epoch = state["next_eval_epoch"] if state["next_eval_epoch"] is not None else math.inf
-        carries = state.get("carries")
-        if carries and state.get("processes", 1) == self.accelerator.num_processes:
-            self.carries = [self._restore_carry(c) for c in carries]
+        acc = self.accelerator
+        saved = state.get("process_states") or []
+        if len(saved) == acc.num_processes:
+            carries = process_state.restore(saved[acc.process_index], acc.device)
+            if len(carries) == len(self.carries):
+                self.carries = carries
+        else:  # another process count: each rank's slice of the batch differs, so the carries cannot carry over
+            process_state.reseed(self.recipe.train.seed, acc.process_index, self.step)
         self.log.truncate_after(self.step)
         if self.is_main:
             print(f"resumed from {path} at step {self.step}", flush=True)
-
-    def _restore_carry(self, state: Any) -> Any:
-        if state is None:
-            return None
-        from trm.engine import Carry
-
-        return Carry(**{k: v.to(self.accelerator.device) if isinstance(v, torch.Tensor) else v for k, v in state.items()})
+            if len(saved) != acc.num_processes:
+                print(f"note: the checkpoint was written by {state.get('processes', 1)} process(es), this run has "
+                      f"{acc.num_processes}: ACT carries restart and exploration streams are reseeded, so the run "
+                      "continues correctly but not bit-for-bit as it would have", flush=True)
 
 
 def _identifier_names(store: Any) -> list[str] | None:
