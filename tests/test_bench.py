@@ -25,6 +25,13 @@ def test_tiny_bench_runs_and_writes_json(tmp_path):
     assert data["environment"]["device"] == "cpu"
 
 
+def test_profile_writes_a_table_per_configuration(tmp_path):
+    rows = run_bench(names=("maze-att",), tiny=True, steps=1, warmup=1, profile_dir=tmp_path / "prof", echo=lambda _: None)
+    text = (tmp_path / "prof" / "profile_maze-att-tiny.txt").read_text()
+    assert len(rows) == 1 and text.startswith("maze-att-tiny: 3 profiled steps")
+    assert "aten::mm" in text or "aten::addmm" in text or "aten::bmm" in text  # the matmuls show up by name
+
+
 def test_unknown_config_is_a_user_error():
     result = subprocess.run([sys.executable, "-m", "trm", "bench", "--tiny", "--config", "chess"],
                             capture_output=True, text=True)

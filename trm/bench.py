@@ -102,8 +102,9 @@ def count_step_flops(config: BenchConfig) -> float:
 
 
 def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: int, compile_model: bool,
-              dtype: torch.dtype | None = None) -> dict[str, Any]:
-    """Time ``steps`` training steps of ``config`` after ``warmup``; returns one result row."""
+              dtype: torch.dtype | None = None, profile_dir: Path | None = None) -> dict[str, Any]:
+    """Time ``steps`` training steps of ``config`` after ``warmup``; returns one result row. With ``profile_dir``,
+    a few more steps run under ``torch.profiler`` and their kernel-time table goes to ``profile_<name>.txt``."""
     torch.manual_seed(0)
     cuda = device.type == "cuda"
     dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
@@ -142,6 +143,8 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
         times.append(time.perf_counter() - begin)
     median = statistics.median(times)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
+    if profile_dir is not None:
+        write_profile(Path(profile_dir) / f"profile_{config.name}.txt", config.name, train_step, warmup + steps, cuda)
     parameters = sum(p.numel() for p in model.parameters())
     flops = count_step_flops(config)
     return {
@@ -156,6 +159,26 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
         "warmup_s": warmup_s, "steps": steps, "warmup": warmup, "compiled": compile_model,
         "dtype": str(dtype).split(".")[-1],
     }
+
+
+def write_profile(path: Path, name: str, train_step: Any, first_index: int, cuda: bool, steps: int = 3) -> None:
+    """Run ``steps`` more training steps under the profiler; write the operators and kernels sorted by self device
+    time (CPU time on a CPU). The table's totals cover all ``steps`` steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        started = time.perf_counter()
+        for index in range(first_index, first_index + steps):
+            train_step(index)
+        if cuda:
+            torch.cuda.synchronize()
+        wall_ms = (time.perf_counter() - started) / steps * 1e3
+    table = prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
+                                      row_limit=60, max_name_column_width=100)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{name}: {steps} profiled steps, {wall_ms:.1f} ms/step under the profiler "
+                    f"(divide the totals below by {steps})\n{table}\n")
 
 
 def release(device: torch.device) -> None:
@@ -188,7 +211,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | None = None, steps: int = 30,
               warmup: int = 6, compile_model: bool | None = None, batch_size: int | None = None,
-              out: Path | None = None, echo: Any = print) -> list[dict[str, Any]]:
+              out: Path | None = None, profile_dir: Path | None = None, echo: Any = print) -> list[dict[str, Any]]:
     """Benchmark the chosen configurations (all four by default); print a table; write JSON to ``out``."""
     from trm.errors import UserError
 
@@ -204,7 +227,8 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
     compile_model = target.type == "cuda" if compile_model is None else compile_model
     rows = []
     for config in configs:
-        rows.append(bench_one(config, device=target, steps=steps, warmup=warmup, compile_model=compile_model))
+        rows.append(bench_one(config, device=target, steps=steps, warmup=warmup, compile_model=compile_model,
+                              profile_dir=profile_dir))
         release(target)
         echo(f"{config.name}: {rows[-1]['ms_per_step']:.1f} ms/step")
     echo(format_table(rows))
