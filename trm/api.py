@@ -95,10 +95,11 @@ def load(path: str | Path, *, device: str | torch.device | None = None, use_ema:
     ``use_ema`` writes the EMA weights over the live ones when the checkpoint has them (what evaluation uses).
     ``device`` defaults to CUDA when available; the compute dtype follows the recipe (auto: bf16 on CUDA).
     """
-    from trm.build import build_model, forward_dtype, task_dims
+    from trm.build import task_dims
     from trm.checkpoint import find_checkpoint, read_checkpoint
     from trm.config import load_recipe
     from trm.types import TaskDims
+    from trm.evaluation_run import model_from_checkpoint
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     checkpoint = find_checkpoint(Path(path))
@@ -116,13 +117,5 @@ def load(path: str | Path, *, device: str | torch.device | None = None, use_ema:
         table = weights.get("puzzle_emb.weights")
         dims = TaskDims(weights["embed_tokens.weight"].shape[0], known.seq_len,
                         table.shape[0] if table is not None else 1)
-    with torch.device(device):
-        model = build_model(recipe, dims, dtype=forward_dtype(recipe.model.forward_dtype, device))
-    model.load_state_dict(weights)
-    if use_ema and parts["ema"] is not None:
-        with torch.no_grad():
-            params = dict(model.named_parameters())
-            for name, value in parts["ema"].items():
-                params[name].copy_(value)
-    model.eval()
+    model = model_from_checkpoint(parts, recipe, dims, device, use_ema=use_ema)
     return TrainedModel(model, recipe, parts.get("identifiers"), device)

@@ -28,6 +28,12 @@ def run_dir_of(checkpoint: Path) -> Path:
 def load_trained_model(checkpoint: Path, recipe: Any, dims: TaskDims, device: torch.device, *, use_ema: bool = True) -> Any:
     """The recipe's model with the checkpoint's weights (EMA ones written over the live ones when asked)."""
     parts = read_checkpoint(checkpoint, map_location=device)
+    return model_from_checkpoint(parts, recipe, dims, device, use_ema=use_ema), parts
+
+
+def model_from_checkpoint(parts: dict[str, Any], recipe: Any, dims: TaskDims, device: torch.device, *,
+                          use_ema: bool = True) -> Any:
+    """Build the recipe's model on ``device`` from read checkpoint ``parts``, in eval mode (EMA weights if asked)."""
     with torch.device(device):
         model = build_model(recipe, dims, dtype=forward_dtype(recipe.model.forward_dtype, device))
     model.load_state_dict(parts["model"])
@@ -37,7 +43,7 @@ def load_trained_model(checkpoint: Path, recipe: Any, dims: TaskDims, device: to
             for name, value in parts["ema"].items():
                 params[name].copy_(value)
     model.eval()
-    return model, parts
+    return model
 
 
 def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str | None, max_steps: int | None,
