@@ -42,3 +42,39 @@ def test_unknown_config_is_a_user_error():
 def test_flop_counts_match_the_reference_estimates(config, tflop):
     chosen = next(c for c in PAPER_CONFIGS if c.name == config)
     assert abs(count_step_flops(chosen) / 1e12 - tflop) < 0.1
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"out": "/nonexistent/x.json"}, "--out /nonexistent/x.json: directory /nonexistent does not exist"),
+    ({"steps": 0}, "--steps 0: expected an integer >= 1"),
+    ({"batch_size": 0}, "--batch-size 0: expected an integer >= 1"),
+    ({"device": "gpu"}, "--device 'gpu': not a device"),
+])
+def test_mistakes_fail_before_any_benchmark_runs(kwargs, message, monkeypatch):
+    from trm import bench as bench_module
+    from trm.errors import UserError
+
+    monkeypatch.setattr(bench_module, "bench_one", lambda *a, **k: pytest.fail("the benchmark ran"))
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        run_bench(tiny=True, echo=lambda _: None, **kwargs)
+
+
+def test_cuda_without_cuda_is_one_line(monkeypatch):
+    from trm.bench import resolve_device
+    from trm.errors import UserError
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(UserError, match="--device cuda: CUDA is not available"):
+        resolve_device("cuda")
+    assert resolve_device("cpu").type == "cpu"
+
+
+@pytest.mark.parametrize("args, option", [(["--steps", "0"], "--steps"), (["--batch-size", "0"], "--batch-size"),
+                                          (["--warmup", "-1"], "--warmup")])
+def test_cli_rejects_counts_below_one(args, option):
+    from click.testing import CliRunner
+
+    from trm.cli import cli
+
+    result = CliRunner().invoke(cli, ["bench", "--tiny", *args])
+    assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output

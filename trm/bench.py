@@ -209,6 +209,28 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def resolve_device(device: str | None) -> torch.device:
+    """``device`` parsed and checked to exist (cuda when available, else cpu, if None); :class:`UserError` if not."""
+    from trm.errors import UserError
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        target = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {device!r}: not a device; expected e.g. cpu, cuda or cuda:1") from None
+    if target.type == "cuda":
+        # is_available() is False both on a machine without a GPU and on a torch built without CUDA.
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: CUDA is not available to this torch ({torch.__version__}); "
+                            "use --device cpu")
+        if target.index is not None and target.index >= torch.cuda.device_count():
+            raise UserError(f"--device {device}: no such GPU; this machine has {torch.cuda.device_count()}")
+    elif target.type != "cpu":
+        raise UserError(f"--device {device}: trm bench runs on cpu or cuda only")
+    return target
+
+
 def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | None = None, steps: int = 30,
               warmup: int = 6, compile_model: bool | None = None, batch_size: int | None = None,
               out: Path | None = None, profile_dir: Path | None = None, echo: Any = print) -> list[dict[str, Any]]:
@@ -221,9 +243,15 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
     if unknown:
         raise UserError(f"unknown benchmark config(s) {', '.join(unknown)}; choose from {', '.join(by_name)}")
     configs = [by_name[n] for n in names] if names else chosen
+    # Every mistake is caught here, before minutes of benchmarking, not when the results are written.
+    for option, value, least in (("--steps", steps, 1), ("--warmup", warmup, 0), ("--batch-size", batch_size, 1)):
+        if value is not None and value < least:
+            raise UserError(f"{option} {value}: expected an integer >= {least}")
+    if out is not None and not Path(out).parent.is_dir():
+        raise UserError(f"--out {out}: directory {Path(out).parent} does not exist")
     if batch_size is not None:
         configs = [attrs.evolve(c, batch_size=batch_size) for c in configs]
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    target = resolve_device(device)
     compile_model = target.type == "cuda" if compile_model is None else compile_model
     rows = []
     for config in configs:

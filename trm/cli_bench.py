@@ -11,12 +11,12 @@ import click
 @click.option("--config", "names", multiple=True, metavar="NAME",
               help="sudoku-mlp, sudoku-att, arc-att or maze-att (repeatable; default: all four).")
 @click.option("--tiny", is_flag=True, help="Small versions of the configurations (runs on a CPU in seconds).")
-@click.option("--device", default=None, help="Device (default: cuda when available, else cpu).")
-@click.option("--steps", default=30, show_default=True, help="Timed steps (the median is reported).")
-@click.option("--warmup", default=6, show_default=True, help="Untimed steps first (compilation happens here).")
+@click.option("--device", default=None, help="Device, e.g. cpu, cuda or cuda:1 (default: cuda when available, else cpu).")
+@click.option("--steps", type=click.IntRange(min=1), default=30, show_default=True, help="Timed steps (the median is reported).")
+@click.option("--warmup", type=click.IntRange(min=0), default=6, show_default=True, help="Untimed steps first (compilation happens here).")
 @click.option("--compile/--no-compile", "compile_model", default=None,
               help="torch.compile the supervision step (default: on CUDA only).")
-@click.option("--batch-size", type=int, default=None, help="Override every configuration's batch size.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override every configuration's batch size.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write results as JSON.")
 @click.option("--profile", "profile_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also profile 3 steps per configuration; write DIR/profile_<config>.txt (kernels by device time).")
