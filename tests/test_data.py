@@ -164,3 +164,23 @@ def test_prefetch_gives_the_same_batches_and_state(store):
     resumed.load_state_dict(threaded.state_dict())
     assert torch.equal(next(iter(resumed))["inputs"], next(stream_p)["inputs"])
     stream_t.close()
+
+
+@pytest.mark.parametrize("kwargs, message", [({"batches": 0}, "--batches 0: expected an integer >= 1"),
+                                             ({"batch_size": 0}, "--batch-size 0: expected an integer >= 1")])
+def test_data_bench_rejects_counts_below_one(store, kwargs, message):
+    from trm.bench_data import bench_loader
+
+    with pytest.raises(UserError, match=message):
+        bench_loader(store.path, **kwargs)
+
+
+def test_data_bench_cli_rejects_zero_batches_and_describes_seed(store):
+    from click.testing import CliRunner
+
+    from trm.cli_data import data
+
+    result = CliRunner().invoke(data, ["bench", str(store.path), "--batches", "0"])
+    assert result.exit_code == 2 and "Invalid value for '--batches'" in result.output
+    help_text = CliRunner().invoke(data, ["bench", "--help"]).output
+    assert "--seed INTEGER" in help_text and "shuffling" in help_text

@@ -219,3 +219,16 @@ def test_truncated_store_fails_clearly(tmp_path, monkeypatch):
 
     with pytest.raises(UserError, match="has no split 'valid'"):
         open_store(good).split("valid")
+
+
+def test_unwritable_destination_fails_before_building(tmp_path):
+    """A bad --out is reported at once, in one line, not as FileNotFoundError on the hidden partial directory."""
+    def must_not_build(options, writer):
+        raise AssertionError("built before checking the destination")
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match=r"a-file/x.zarr: cannot create the store there .*expected a writable"):
+        build_store(TaskSpec("toy", ToyOptions, must_not_build, "toy"), ToyOptions(), blocker / "x.zarr",
+                    show_progress=False)
+    assert list(tmp_path.iterdir()) == [blocker]

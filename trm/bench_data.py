@@ -25,8 +25,12 @@ def bench_loader(path: Path, *, batch_size: int = 768, batches: int = 2000, spli
                  eval_batches: int = 200) -> dict[str, float]:
     """Time ``batches`` training batches (and up to ``eval_batches`` evaluation batches) of ``split``."""
     from trm.data import EvalLoader, TrainLoader
+    from trm.errors import UserError
     from trm.store import open_store
 
+    for option, value in (("--batch-size", batch_size), ("--batches", batches)):
+        if value < 1:
+            raise UserError(f"{option} {value}: expected an integer >= 1")
     before = _memory_mib()
     store = open_store(Path(path))
     data = store.split(split)

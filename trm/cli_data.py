@@ -119,10 +119,11 @@ def info(store: str, as_json: bool) -> None:
 
 @data.command("bench")
 @click.argument("store", type=click.Path())
-@click.option("--batch-size", default=768, show_default=True, help="Global batch size.")
-@click.option("--batches", default=2000, show_default=True, help="Training batches to time.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=768, show_default=True, help="Global batch size.")
+@click.option("--batches", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Training batches to time.")
 @click.option("--split", default="train", show_default=True, help="Split to sample.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the loader's shuffling (which batches are drawn).")
 def bench(store: str, batch_size: int, batches: int, split: str, seed: int) -> None:
     """Measure the training loader on STORE: samples/s and host-memory growth."""
     from trm.bench_data import bench_loader

@@ -289,10 +289,15 @@ def build_store(task_spec: Any, options: Any, out: Path, *, overwrite: bool = Fa
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"{out}: already exists; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
     if partial.exists():
         shutil.rmtree(partial)
+    try:  # before any data is built, so that an unwritable --out fails at once
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial.mkdir()
+    except OSError as error:
+        raise UserError(f"{out}: cannot create the store there ({error.strerror or error}); "
+                        f"expected a writable directory for it") from None
     from trm.config import recipe_to_dict
 
     plain_options = recipe_to_dict(options) if attrs.has(type(options)) else dict(options or {})
