@@ -217,8 +217,36 @@ def test_bad_source_is_a_user_error(tmp_path):
                                               "test": [{"input": [[1]], "output": [[1]]}]}})
     with pytest.raises(UserError, match="1..30"):
         load_subset(tmp_path, "training")
+    with pytest.raises(UserError, match="unknown subset 'evaluation'.*known subsets: training"):
+        plan_build(ArcOptions(source=str(tmp_path), subsets=["training"], test_subset="evaluation"))
+    write_subset(tmp_path, "evaluation", {"b": {"train": [], "test": [{"input": [[1]], "output": [[1]]}]}})
     with pytest.raises(UserError, match="test_subset"):
         plan_build(ArcOptions(source=str(tmp_path), subsets=["training"], test_subset="evaluation"))
+
+
+def test_misspelt_subset_is_named_first_with_a_suggestion(arc_dir):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "trm", "arc", "check-leakage", "--source", str(arc_dir),
+                             "--subsets", "training,evalution", "--test-subset", "evaluation"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"trm: error: arc: unknown subset 'evalution' (did you mean 'evaluation'?): no "
+        f"arc-agi_evalution_challenges.json in {arc_dir} (known subsets: concept, evaluation, training)"]
+
+
+def test_unquoted_numeric_task_id_says_to_quote_it(arc_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from trm.cli import cli
+
+    result = CliRunner().invoke(cli, ["augment", "arc", "--source", str(arc_dir), "--out", str(tmp_path / "x.zarr"),
+                                      "task_ids=[00576224]"])
+    assert result.exit_code == 2 and not (tmp_path / "x.zarr").exists()
+    assert "got int 195732 (YAML reads 00576224 as a number; quote it" in result.output
+    assert """'task_ids=["00576224"]'""" in result.output
 
 
 def test_hidden_subset_without_solutions(arc_dir):
@@ -433,3 +461,35 @@ def test_stats_and_store_leakage_commands(arc_dir, tmp_path):
     build_store(registry("tasks").get("arc"), ArcOptions(source=str(arc_dir), num_aug=2), out, show_progress=False)
     result = runner.invoke(arc_group, ["check-leakage", str(out), "--json"])
     assert result.exit_code == 0 and json.loads(result.output)["clean"] is True
+
+
+def test_stats_of_a_store_uses_its_recorded_options_unless_a_flag_is_given(arc_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from trm_arc.commands import arc_group
+
+    out = tmp_path / "arc.zarr"
+    build_store(registry("tasks").get("arc"), ArcOptions(source=str(arc_dir), num_aug=2), out, show_progress=False)
+    built = open_store(out).info.splits["train"]
+
+    def stats(*args):
+        result = CliRunner().invoke(arc_group, ["stats", str(out), *args])
+        assert result.exit_code == 0, result.output
+        return dict(line.split(None, 1) for line in result.output.strip().splitlines())
+
+    recorded = stats()  # num_aug=2 from the store, not the 1000 of a build from scratch
+    assert int(recorded["train_puzzles"]) == built["num_puzzles"] and int(recorded["train_groups"]) == 5
+    assert int(stats("--num-aug", "0")["train_puzzles"]) == 5
+    assert stats("--test-subset", "")["test_groups"] == "0"
+
+
+def test_arc_command_help_is_sentence_case():
+    from click.testing import CliRunner
+
+    from trm_arc.commands import arc_group
+
+    for name, command in arc_group.commands.items():
+        for param in command.params:
+            if isinstance(param, __import__("click").Option) and param.help:
+                assert param.help[0].isupper() and param.help.endswith("."), (name, param.name, param.help)
+    assert CliRunner().invoke(arc_group, ["stats", "--help"]).exit_code == 0

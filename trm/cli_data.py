@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 import click
 
-from trm.errors import UserError
+from trm.errors import RecipeError, UserError
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict:
@@ -28,6 +28,22 @@ def parse_options(pairs: tuple[str, ...]) -> dict:
             raise UserError(f"option {key.strip()!r} is given twice")
         mapping[key.strip()] = parse_value(text)
     return mapping
+
+
+def quote_hint(problem: str, pairs: tuple[str, ...]) -> str:
+    """A hint for ``problem`` when YAML read a word meant as text as a number: ARC ids such as ``00576224`` are
+    octal to YAML 1.1 (195732), ``12345678`` an int. Empty when ``problem`` is about something else."""
+    import re
+
+    match = re.search(r" options\.(\w+)(?:\[(\d+)\])?: expected str, got (?:int|float) ", problem)
+    if match is None:
+        return ""
+    key, index = match.group(1), match.group(2)
+    text = next((pair.partition("=")[2] for pair in pairs if pair.partition("=")[0].strip() == key), "")
+    words = [word.strip() for word in text.strip().strip("[]").split(",")]
+    word = words[int(index)] if index is not None and int(index) < len(words) else text.strip()
+    quoted = f'["{word}"]' if index is not None else f'"{word}"'
+    return f" (YAML reads {word} as a number; quote it, in quotes the shell keeps: '{key}={quoted}')"
 
 
 def describe(store: Any, *, seconds: float | None = None) -> str:
@@ -85,7 +101,10 @@ def augment(task: str, options: tuple[str, ...], source: str | None, out: str, o
         if not attrs.has(spec.options_class) or "source" not in attrs.fields_dict(spec.options_class):
             raise UserError(f"task '{task}' has no `source` option; drop --source")
         mapping["source"] = source
-    task_options = structure_options(spec.options_class, mapping, f"{task} options")
+    try:
+        task_options = structure_options(spec.options_class, mapping, f"{task} options")
+    except RecipeError as error:
+        raise RecipeError([problem + quote_hint(problem, options) for problem in error.problems]) from None
     out_path = Path(out)
     if out_path.exists() and not overwrite:
         raise UserError(f"{out_path}: already exists; pass --overwrite to replace it")

@@ -30,7 +30,7 @@ import numpy as np
 from trm.errors import UserError
 from trm_arc.augment import choose_versions
 from trm_arc.canvas import SEQ_LEN, TOKEN_NAMES, VOCAB_SIZE
-from trm_arc.kaggle import DUMMY_OUTPUT, ArcTask, load_subset
+from trm_arc.kaggle import DUMMY_OUTPUT, ArcTask, check_subsets, load_subset
 from trm_arc.layout import TaskLayout
 from trm_arc.leakage import LeakageReport, check_leakage
 from trm_arc.options import ArcOptions
@@ -97,6 +97,8 @@ def load_tasks(options: ArcOptions) -> list[tuple[str, ArcTask]]:
         raise UserError("arc: option subsets is empty (expected e.g. [training, evaluation, concept])")
     if len(set(options.subsets)) != len(options.subsets):
         raise UserError(f"arc: option subsets={options.subsets} names a subset twice")
+    check_subsets(source, [s for s in (*options.subsets, options.test_subset, options.hidden_test_subset) if s],
+                  options.file_prefix)
     if options.test_subset is not None and options.test_subset not in options.subsets:
         raise UserError(f"arc: test_subset={options.test_subset!r} must be one of subsets={options.subsets}")
     if options.hidden_test_subset is not None and options.hidden_test_subset in options.subsets:

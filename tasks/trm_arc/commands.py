@@ -15,7 +15,13 @@ import click
 from trm.errors import UserError
 
 
-def _options(source: str | None, subsets: str, test_subset: str, store: str | None, num_aug: int):
+DEFAULT_SUBSETS = "training,evaluation,concept"
+
+
+def _options(source: str | None, subsets: str | None, test_subset: str | None, store: str | None,
+             num_aug: int | None):
+    """The build options to plan: a STORE's recorded options, each replaced by a flag the user gave (a flag not
+    given is None), or, without STORE, the flags with their documented defaults."""
     from trm_arc.options import ArcOptions
 
     if store is not None:
@@ -23,14 +29,20 @@ def _options(source: str | None, subsets: str, test_subset: str, store: str | No
 
         info = open_store(Path(store), expect_task="arc").info
         values = dict(info.task_options)
-        if source is not None:
-            values["source"] = source
-        values["num_aug"] = num_aug
+        given = {"source": source, "subsets": _names(subsets), "test_subset": test_subset, "num_aug": num_aug}
+        values.update({key: value for key, value in given.items() if value is not None})
+        if test_subset == "":  # given as '': no test split
+            values["test_subset"] = None
         return ArcOptions(**values)
     if source is None:
         raise UserError("trm arc: give --source DIR (with --subsets/--test-subset) or a built STORE")
-    names = [s.strip() for s in subsets.split(",") if s.strip()]
-    return ArcOptions(source=source, subsets=names, test_subset=test_subset or None, num_aug=num_aug)
+    return ArcOptions(source=source, subsets=_names(subsets or DEFAULT_SUBSETS),
+                      test_subset=(test_subset if test_subset is not None else "evaluation") or None,
+                      num_aug=1000 if num_aug is None else num_aug)
+
+
+def _names(subsets: str | None) -> list[str] | None:
+    return None if subsets is None else [s.strip() for s in subsets.split(",") if s.strip()]
 
 
 @click.group(name="arc")
@@ -40,14 +52,16 @@ def arc_group() -> None:
 
 @arc_group.command(name="check-leakage")
 @click.argument("store", required=False)
-@click.option("--source", help="directory of the Kaggle JSON files (default: the store's recorded source)")
-@click.option("--subsets", default="training,evaluation,concept", show_default=True,
-              help="comma-separated subsets that would be built (ignored with STORE)")
-@click.option("--test-subset", default="evaluation", show_default=True, help="the scored subset (ignored with STORE)")
-@click.option("--json", "as_json", is_flag=True, help="print the full report as JSON")
+@click.option("--source", help="Directory of the Kaggle JSON files (default: the store's recorded source).")
+@click.option("--subsets", default=None,
+              help=f"Comma-separated subsets that would be built (default: the store's, else {DEFAULT_SUBSETS}).")
+@click.option("--test-subset", default=None,
+              help="The scored subset; '' for none (default: the store's, else evaluation).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 def check_leakage_command(store, source, subsets, test_subset, as_json) -> None:
     """Report test pairs that occur among the training examples (exactly or up to augmentation).
 
+    Reads STORE's recorded build options, or the flags without STORE; a flag overrides the store's option.
     Exits 1 if any leaked, 0 if clean.
     """
     from trm_arc.build import _route, load_tasks
@@ -67,12 +81,18 @@ def check_leakage_command(store, source, subsets, test_subset, as_json) -> None:
 
 @arc_group.command(name="stats")
 @click.argument("store", required=False)
-@click.option("--source", help="directory of the Kaggle JSON files (default: the store's recorded source)")
-@click.option("--subsets", default="training,evaluation,concept", show_default=True, help="comma-separated subsets")
-@click.option("--test-subset", default="evaluation", show_default=True, help="the scored subset")
-@click.option("--num-aug", default=1000, show_default=True, help="augmented versions per task")
+@click.option("--source", help="Directory of the Kaggle JSON files (default: the store's recorded source).")
+@click.option("--subsets", default=None,
+              help=f"Comma-separated subsets (default: the store's, else {DEFAULT_SUBSETS}).")
+@click.option("--test-subset", default=None,
+              help="The scored subset; '' for none (default: the store's, else evaluation).")
+@click.option("--num-aug", type=click.IntRange(min=0), default=None,
+              help="Augmented versions per task (default: the store's, else 1000).")
 def stats_command(store, source, subsets, test_subset, num_aug) -> None:
-    """Groups, puzzles, examples and identifiers a build would have (plans the augmentation, writes nothing)."""
+    """Groups, puzzles, examples and identifiers a build would have (plans the augmentation, writes nothing).
+
+    Reads STORE's recorded build options, or the flags without STORE; a flag overrides the store's option.
+    """
     from trm_arc.build import plan_build, plan_statistics
 
     plan = plan_build(_options(source, subsets, test_subset, store, num_aug))

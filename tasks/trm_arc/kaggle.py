@@ -72,6 +72,27 @@ def subset_paths(directory: Path, subset: str, prefix: str = "arc-agi") -> tuple
             Path(directory) / f"{prefix}_{subset}_solutions.json")
 
 
+def known_subsets(directory: Path, prefix: str = "arc-agi") -> list[str]:
+    """Subsets whose challenges file is in ``directory`` (``<prefix>_<subset>_challenges.json``), sorted."""
+    if not Path(directory).is_dir():
+        return []
+    head, tail = f"{prefix}_", "_challenges.json"
+    return sorted(p.name[len(head):-len(tail)] for p in Path(directory).glob(f"{head}*{tail}"))
+
+
+def check_subsets(directory: Path, subsets: list[str], prefix: str = "arc-agi") -> None:
+    """:class:`UserError` naming the first subset without a challenges file, with a did-you-mean and the subsets
+    that exist: a typo is the likeliest cause, and it would otherwise surface as a confusing later check."""
+    from trm.plugins import did_you_mean
+
+    known = known_subsets(directory, prefix)
+    for subset in subsets:
+        if subset not in known:
+            raise UserError(f"arc: unknown subset '{subset}'{did_you_mean(subset, known)}: no "
+                            f"{subset_paths(directory, subset, prefix)[0].name} in {directory} "
+                            f"(known subsets: {', '.join(known) or 'none'})")
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as handle:
