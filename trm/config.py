@@ -109,57 +109,110 @@ class DataConfig:
     )
 
 
+# Range checks: a value outside its range is a recipe problem that `trm recipe validate` reports with its path,
+# not a ZeroDivisionError, a hang or a silently empty run later.
+_at_least_one = attrs.validators.ge(1)  # counts: "must be >= 1" reads better than "must be > 0"
+_non_negative = attrs.validators.ge(0)
+_fraction = attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(1))
+
+
+def _maybe(validator: Any) -> Any:
+    """``validator`` for a key that may also be null."""
+    return attrs.validators.optional(validator)
+
+
+def _betas(_instance: Any, _attribute: attrs.Attribute, value: tuple[float, float]) -> None:
+    if not all(0 <= beta < 1 for beta in value):
+        raise ValueError(f"each beta must be >= 0 and < 1 (got {list(value)})")
+
+
 @attrs.frozen
 class OptimConfig:
     name: Literal["adam_atan2", "adamw"] = attrs.field(
         default="adam_atan2", metadata=_help("dense optimizer: adam_atan2 (the reference's) or adamw (the paper's text)")
     )
-    lr: float = attrs.field(default=1e-4, metadata=_help("dense learning rate after warm-up"))
-    betas: tuple[float, float] = attrs.field(default=(0.9, 0.95), metadata=_help("Adam betas"))
-    weight_decay: float = attrs.field(default=1.0, metadata=_help("decoupled weight decay of every dense parameter"))
-    puzzle_emb_lr: float = attrs.field(default=1e-4, metadata=_help("sign-SGD learning rate of the puzzle embeddings"))
-    puzzle_emb_weight_decay: float = attrs.field(
-        default=1.0, metadata=_help("decoupled decay of the puzzle-embedding rows a batch touches")
+    lr: float = attrs.field(
+        default=1e-4, validator=_non_negative, metadata=_help("dense learning rate after warm-up")
     )
-    warmup_steps: int = attrs.field(default=2000, metadata=_help("linear warm-up steps (both optimizers)"))
+    betas: tuple[float, float] = attrs.field(default=(0.9, 0.95), validator=_betas, metadata=_help("Adam betas"))
+    weight_decay: float = attrs.field(
+        default=1.0, validator=_non_negative, metadata=_help("decoupled weight decay of every dense parameter")
+    )
+    puzzle_emb_lr: float = attrs.field(
+        default=1e-4, validator=_non_negative, metadata=_help("sign-SGD learning rate of the puzzle embeddings")
+    )
+    puzzle_emb_weight_decay: float = attrs.field(
+        default=1.0, validator=_non_negative,
+        metadata=_help("decoupled decay of the puzzle-embedding rows a batch touches"),
+    )
+    warmup_steps: int = attrs.field(
+        default=2000, validator=_non_negative, metadata=_help("linear warm-up steps (both optimizers)")
+    )
     schedule: Literal["constant", "cosine"] = attrs.field(
         default="constant", metadata=_help("after warm-up: constant (the reference) or cosine to lr_min_ratio")
     )
-    lr_min_ratio: float = attrs.field(default=1.0, metadata=_help("final LR / base LR for the cosine schedule"))
+    lr_min_ratio: float = attrs.field(
+        default=1.0, validator=_fraction, metadata=_help("final LR / base LR for the cosine schedule, in [0, 1]")
+    )
 
 
 @attrs.frozen
 class TrainConfig:
     global_batch_size: int = attrs.field(
-        default=768, metadata=_help("examples per optimizer step, over all processes and accumulation steps")
+        default=768, validator=_at_least_one,
+        metadata=_help("examples per optimizer step, over all processes and accumulation steps"),
     )
     per_device_batch_size: int | None = attrs.field(
-        default=None, metadata=_help("examples per process per forward; default global / processes (no accumulation)")
+        default=None, validator=_maybe(_at_least_one),
+        metadata=_help("examples per process per forward; default global / processes (no accumulation)"),
     )
-    epochs: int = attrs.field(default=50000, metadata=_help("passes over the groups (one version of each per epoch)"))
-    max_steps: int | None = attrs.field(default=None, metadata=_help("stop after this many optimizer steps"))
-    ema: float | None = attrs.field(default=0.999, metadata=_help("EMA rate of the dense weights; null disables"))
+    epochs: int = attrs.field(
+        default=50000, validator=_at_least_one,
+        metadata=_help("passes over the groups (one version of each per epoch)"),
+    )
+    max_steps: int | None = attrs.field(
+        default=None, validator=_maybe(_at_least_one), metadata=_help("stop after this many optimizer steps")
+    )
+    ema: float | None = attrs.field(  # 1 would freeze the EMA copy at initialisation
+        default=0.999, validator=_maybe(attrs.validators.and_(_non_negative, attrs.validators.lt(1))),
+        metadata=_help("EMA rate of the dense weights, in [0, 1); null disables"),
+    )
     compile: Literal["auto", "on", "off"] = attrs.field(
         default="auto", metadata=_help("torch.compile the supervision step: auto = on CUDA only")
     )
-    seed: int = attrs.field(default=0, metadata=_help("seed of initialisation, sampling and exploration"))
-    log_every: int = attrs.field(default=50, metadata=_help("optimizer steps between metric log lines"))
+    seed: int = attrs.field(  # NumPy's seeding (accelerate's set_seed) takes 0 <= seed < 2**32
+        default=0, validator=attrs.validators.and_(_non_negative, attrs.validators.lt(2**32)),
+        metadata=_help("seed of initialisation, sampling and exploration"),
+    )
+    log_every: int = attrs.field(
+        default=50, validator=_at_least_one, metadata=_help("optimizer steps between metric log lines")
+    )
     checkpoint_every: int | None = attrs.field(
-        default=None, metadata=_help("optimizer steps between checkpoints; default: at every evaluation")
+        default=None, validator=_maybe(_at_least_one),
+        metadata=_help("optimizer steps between checkpoints; default: at every evaluation"),
     )
 
 
 @attrs.frozen
 class EvalConfig:
-    every: int | None = attrs.field(default=5000, metadata=_help("epochs between evaluations; null: only at the end"))
+    every: int | None = attrs.field(  # 0 is refused rather than read as null: say null to mean "only at the end"
+        default=5000, validator=_maybe(_at_least_one),
+        metadata=_help("epochs between evaluations (>= 1); null: only at the end"),
+    )
     evaluators: list[PluginSection] | None = attrs.field(
         default=None, metadata=_help("evaluators (names or {name, options}); default: the task's")
     )
     split: str = attrs.field(default="test", metadata=_help("split of the store to evaluate"))
-    limit: int | None = attrs.field(default=None, metadata=_help("evaluate a fixed random subset of this many examples"))
-    batch_size: int | None = attrs.field(default=None, metadata=_help("global evaluation batch; default: training's"))
+    limit: int | None = attrs.field(
+        default=None, validator=_maybe(_at_least_one),
+        metadata=_help("evaluate a fixed random subset of this many examples"),
+    )
+    batch_size: int | None = attrs.field(
+        default=None, validator=_maybe(_at_least_one), metadata=_help("global evaluation batch; default: training's")
+    )
     max_steps: int | None = attrs.field(
-        default=None, metadata=_help("supervision steps at evaluation (may exceed training's: test-time depth)")
+        default=None, validator=_maybe(_at_least_one),
+        metadata=_help("supervision steps at evaluation (may exceed training's: test-time depth)"),
     )
 
 
@@ -249,12 +302,69 @@ def _plugin_section_hook(value: Any, _type: Any) -> PluginSection:
     return _section_converter.structure(value, PluginSection)
 
 
+def _with_validators(cl: type, structure: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``structure`` for attrs class ``cl``, with every field's validator run and all failures reported at once.
+
+    attrs runs validators inside ``__init__`` and stops at the first failure, which cattrs passes on bare (no key,
+    the raw attrs tuple as message). Here the instance is built with validators off, then each field's validator
+    runs and its failure carries the field's name, as a wrong type does.
+    """
+    checked = [field for field in attrs.fields(cl) if field.validator is not None]
+    if not checked:
+        return structure
+
+    def hook(value: Any, type_: Any) -> Any:
+        try:
+            instance = _unvalidated(structure, value, type_)
+        except ClassValidationError as exc:
+            # Some keys have wrong types: still check the ranges of the others (the bad ones left at their defaults).
+            notes = [note for _, note in exc.group_exceptions()[0]]
+            failed = {note.name for note in notes if isinstance(note, AttributeValidationNote)}
+            try:
+                rest = _unvalidated(structure, {k: v for k, v in value.items() if k not in failed}, type_)
+            except Exception:  # a bad key without a default: its type error is enough for now
+                raise exc from None
+            problems = _failed_validators(cl, rest, [field for field in checked if field.name not in failed])
+            raise ClassValidationError(exc.message, [*exc.exceptions, *problems], cl) from None
+        problems = _failed_validators(cl, instance, checked)
+        if problems:
+            raise ClassValidationError(f"While structuring {cl.__name__}", problems, cl)
+        return instance
+
+    return hook
+
+
+def _unvalidated(structure: Callable[[Any, Any], Any], value: Any, type_: Any) -> Any:
+    previously = attrs.validators.get_disabled()  # nested classes come through here too: restore, do not enable
+    attrs.validators.set_disabled(True)
+    try:
+        return structure(value, type_)
+    finally:
+        attrs.validators.set_disabled(previously)
+
+
+def _failed_validators(cl: type, instance: Any, fields: Sequence[attrs.Attribute]) -> list[Exception]:
+    problems: list[Exception] = []
+    for field in fields:
+        try:
+            field.validator(instance, field, getattr(instance, field.name))
+        except (TypeError, ValueError) as exc:
+            where = f"Validating {cl.__qualname__} @ attribute {field.name}"
+            note = AttributeValidationNote(where, field.name, field.type)
+            exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+            problems.append(exc)
+    return problems
+
+
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     for kind in (int, float, str, bool):
         converter.register_structure_hook(kind, _strict(kind))
     converter.register_structure_hook_func(lambda t: typing.get_origin(t) is Literal, _literal_hook)
     converter.register_structure_hook(Any, lambda value, _type: value)
+    converter.register_structure_hook_factory(
+        attrs.has, lambda cl: _with_validators(cl, converter.gen_structure_attrs_fromdict(cl))
+    )
     return converter
 
 
@@ -305,10 +415,44 @@ def _messages(exc: BaseException, path: str) -> Iterator[str]:
             yield f"{path}.{key}: unknown key{did_you_mean(key, fields)}"
     elif isinstance(exc, KeyError):
         yield f"{path}: required key missing"
-    elif isinstance(exc, TypeError) and "missing" in str(exc) and "required" in str(exc):
-        yield f"{path}: {exc}"
     else:
-        yield f"{path}: {exc}"
+        yield _problem(path, exc)
+
+
+_NAMED = re.compile(r"^'(?P<name>\w+)' (?P<rest>must .*)$", re.DOTALL)  # attrs: "'size' must be ..."
+_COMPARED = re.compile(r"^must be (?P<op>[<>]=?) (?P<bound>\S+): (?P<value>.*)$", re.DOTALL)  # attrs gt, ge...
+
+
+def explain(exc: BaseException) -> tuple[str | None, str]:
+    """(attribute name or None, clean one-line message) of an error, attrs validators' included.
+
+    attrs raises ``ValueError("'size' must be in [4, 6, 9] (got 5)", Attribute(...), [4, 6, 9], 5)``, whose text is
+    that whole tuple, and ``ValueError("'hidden_size' must be > 0: -64")``; these become ``('size', 'must be one of
+    4, 6, 9 (got 5)')`` and ``('hidden_size', 'must be > 0 (got -64)')``.
+    """
+    args = exc.args
+    text = args[0] if args and isinstance(args[0], str) else str(exc)
+    attribute = args[1] if len(args) == 4 and isinstance(args[1], attrs.Attribute) else None
+    name = attribute.name if attribute is not None else None
+    named = _NAMED.match(text)
+    if named and name in (None, named["name"]):
+        name, text = named["name"], named["rest"]
+    if attribute is not None and isinstance(exc, ValueError) and text.startswith("must be in "):  # attrs in_()
+        text = f"must be one of {', '.join(str(option) for option in args[2])} (got {args[3]!r})"
+    elif attribute is not None and isinstance(exc, TypeError):  # attrs instance_of()
+        text = f"expected {getattr(args[2], '__name__', args[2])}, got {_describe(args[3])}"
+    elif compared := _COMPARED.match(text):
+        text = f"must be {compared['op']} {compared['bound']} (got {compared['value']})"
+    lines = text.strip().splitlines()
+    return name, lines[0] if lines else type(exc).__name__
+
+
+def _problem(path: str, exc: BaseException) -> str:
+    """``path: message``, the attribute a validator names appended to the path unless it is there already."""
+    name, text = explain(exc)
+    if name is not None and not path.endswith(f".{name}"):
+        path = f"{path}.{name}"
+    return f"{path}: {text}"
 
 
 def _structure(data: Any, cls: type, path: str) -> tuple[Any, list[str]]:
@@ -319,7 +463,7 @@ def _structure(data: Any, cls: type, path: str) -> tuple[Any, list[str]]:
     except (ClassValidationError, IterableValidationError) as exc:
         return None, list(_messages(exc, path))
     except (TypeError, ValueError) as exc:
-        return None, [f"{path}: {exc}"]
+        return None, [_problem(path, exc)]
 
 
 def structure_options(options_class: type, mapping: Any, path: str = "$.options") -> Any:

@@ -35,10 +35,10 @@ from trm.layers import CastedEmbedding, CastedLinear, trunc_normal_
 class ModelConfig:
     """The recipe's ``model:`` section: sizes of the recursion and the loss (REFERENCE.md 3.1)."""
 
-    hidden_size: int = attrs.field(default=512, validator=attrs.validators.gt(0), metadata={"help": "D: width of x, y and z"})
-    h_cycles: int = attrs.field(default=3, validator=attrs.validators.gt(0),
+    hidden_size: int = attrs.field(default=512, validator=attrs.validators.ge(1), metadata={"help": "D: width of x, y and z"})
+    h_cycles: int = attrs.field(default=3, validator=attrs.validators.ge(1),
                                 metadata={"help": "T in the paper: cycles per supervision step (T - 1 without grad)"})
-    l_cycles: int = attrs.field(default=6, validator=attrs.validators.gt(0),
+    l_cycles: int = attrs.field(default=6, validator=attrs.validators.ge(1),
                                 metadata={"help": "n in the paper: latent updates z <- f(z, y + x) per cycle"})
     puzzle_emb_len: int = attrs.field(default=16, validator=attrs.validators.ge(0),
                                       metadata={"help": "P: prefix slots before the grid; slot 0 carries the puzzle vector"})
@@ -51,6 +51,15 @@ class ModelConfig:
                             metadata={"help": "token loss: stablemax (the reference's, in fp64) or softmax"})
     halt_loss_weight: float = attrs.field(default=0.5, validator=attrs.validators.ge(0),
                                           metadata={"help": "weight of the halting loss beside the token loss"})
+
+    @puzzle_emb_dim.validator
+    def _fits_the_prefix(self, _attribute: attrs.Attribute, value: int) -> None:
+        # The vector is laid out over the P prefix slots of width D; checked here so that `trm recipe validate`
+        # reports it, not the model build. Skipped while D or P are themselves out of range (reported already).
+        slots = self.puzzle_emb_len * self.hidden_size
+        if self.hidden_size > 0 and self.puzzle_emb_len >= 0 and value > slots:
+            raise ValueError(f"'puzzle_emb_dim' must be <= puzzle_emb_len x hidden_size = {self.puzzle_emb_len} x "
+                             f"{self.hidden_size} = {slots} (got {value})")
 
 
 class Carry(NamedTuple):
