@@ -34,7 +34,7 @@ def write_recipe(tmp_path: Path, steps: int = 30, ckpt: int | None = None, extra
 
 
 def trm(*args, env=None, cwd=None, timeout=600):
-    environment = dict(os.environ, TRM_TRACKERS="none", **(env or {}))
+    environment = {**os.environ, "TRM_TRACKERS": "none", **(env or {})}
     return subprocess.run([sys.executable, "-m", "trm", *args], capture_output=True, text=True, env=environment,
                           cwd=cwd or REPO, timeout=timeout)
 
@@ -195,3 +195,53 @@ def test_two_processes_match_one(tmp_path, per_device):
     for left, right in zip(a, b):
         for key in ("lm_loss", "q_halt_loss", "accuracy", "exact_accuracy", "steps"):
             assert right[key] == pytest.approx(left[key], rel=1e-4, abs=1e-6), (key, left["step"])
+
+
+def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(tmp_path):
+    recipe = write_recipe(tmp_path, steps=12, ckpt=100)
+    straight = trm("run", str(recipe), "--run-dir", str(tmp_path / "straight"), "--no-progress")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    interrupted = trm("run", str(recipe), "--run-dir", str(tmp_path / "cut"), "--no-progress",
+                      env={"TRM_FAULT_KILL_AT_STEP": "7", "TRM_FAULT_SIGNAL": "INT"})  # SIGINT = Ctrl-C
+    assert interrupted.returncode == 130, interrupted.stderr[-3000:]
+    assert "stopped at step 7 of 12, checkpoint written" in interrupted.stderr and "Traceback" not in interrupted.stderr
+    assert (tmp_path / "cut" / "checkpoints" / "latest").read_text().strip() == "step_7"
+    resumed = trm("run", "--resume", str(tmp_path / "cut"), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert train_records(tmp_path / "cut") == train_records(tmp_path / "straight")
+    assert "run complete: 12 optimizer steps" in resumed.stdout
+
+
+def test_resuming_a_complete_run_says_so_and_more_steps_do_not_repeat_the_last_evaluation(tmp_path):
+    recipe = write_recipe(tmp_path, steps=4, extra="eval: {every: 1, limit: 64, batch_size: 64}\n")
+    first = trm("run", str(recipe), "--run-dir", str(tmp_path / "run"), "--no-progress")
+    assert first.returncode == 0, first.stderr[-3000:]
+    evaluations = [r["step"] for r in eval_records(tmp_path / "run")]
+    again = trm("run", "--resume", str(tmp_path / "run"), "--no-progress")
+    assert again.returncode == 0 and "the run is complete (4/4 optimizer steps)" in again.stdout
+    assert [r["step"] for r in eval_records(tmp_path / "run")] == evaluations
+    longer = trm("run", "--resume", str(tmp_path / "run"), "train.max_steps=5", "--no-progress")
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert [r["step"] for r in eval_records(tmp_path / "run")] == evaluations + [5]  # not 5 twice, no step-4 repeat
+
+
+def test_run_and_resume_mistakes_are_one_line_errors(tmp_path):
+    recipe = write_recipe(tmp_path, steps=2)
+    missing = trm("run", str(recipe), "data.store=" + str(tmp_path / "none.zarr"), "data.build_if_missing=false",
+                  "--run-dir", str(tmp_path / "never"))
+    assert missing.returncode == 2 and "dataset store not found" in missing.stderr
+    assert not (tmp_path / "never").exists()  # no empty run directory left behind
+    bogus = trm("run", str(recipe), "--run-dir", str(tmp_path / "t"), env={"TRM_TRACKERS": "bogus"})
+    assert bogus.returncode == 2 and "TRM_TRACKERS: unknown tracker 'bogus'" in bogus.stderr
+    assert "no such run directory" in trm("run", "--resume", str(tmp_path / "nope")).stderr
+    (tmp_path / "early").mkdir()
+    (tmp_path / "early" / "recipe.yaml").write_text(recipe.read_text())
+    early = trm("run", "--resume", str(tmp_path / "early"))
+    assert early.returncode == 2 and "stopped before its first checkpoint" in early.stderr
+    done = trm("run", str(recipe), "--run-dir", str(tmp_path / "done"), "--no-progress")
+    assert done.returncode == 0 and "(capped by train.max_steps;" in done.stdout and "evaluation: at the end" in done.stdout
+    reshaped = trm("run", "--resume", str(tmp_path / "done"), "model.hidden_size=64", "model.puzzle_emb_dim=64",
+                   "backbone.options.num_heads=2", "train.max_steps=4")
+    assert reshaped.returncode == 2 and "does not fit the recipe" in reshaped.stderr
+    for result in (missing, bogus, early, reshaped):
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -28,6 +28,7 @@ def open_recipe_store(recipe: Any, *, build: bool = True, show_progress: bool = 
                 "or set data.build_if_missing: true"
             )
         task = registry("tasks").get(recipe.task.name)
+        print(f"building the dataset store {path} from task '{task.name}' (data.build_if_missing)", flush=True)
         build_store(task, recipe.task.options, path, show_progress=show_progress)
     return open_store(path, expect_task=recipe.task.name)
 
@@ -59,16 +60,19 @@ def build_model(recipe: Any, dims: TaskDims, *, dtype: torch.dtype | None = None
         seq_len=dims.seq_len + model_cfg.puzzle_emb_len,
         prefix_len=model_cfg.puzzle_emb_len,
     )
-    backbone = registry("backbones").get(recipe.backbone.name).build(recipe.backbone.options, shape)
-    return TinyRecursiveModel(
-        model_cfg,
-        backbone,
-        build_halting(recipe),
-        vocab_size=dims.vocab_size,
-        seq_len=dims.seq_len,
-        num_puzzle_identifiers=dims.num_puzzle_identifiers or 1,
-        dtype=dtype if dtype is not None else forward_dtype(model_cfg.forward_dtype, torch.device("cpu")),
-    )
+    try:  # settings that are valid alone but not together (e.g. heads not dividing the width) surface here
+        backbone = registry("backbones").get(recipe.backbone.name).build(recipe.backbone.options, shape)
+        return TinyRecursiveModel(
+            model_cfg,
+            backbone,
+            build_halting(recipe),
+            vocab_size=dims.vocab_size,
+            seq_len=dims.seq_len,
+            num_puzzle_identifiers=dims.num_puzzle_identifiers or 1,
+            dtype=dtype if dtype is not None else forward_dtype(model_cfg.forward_dtype, torch.device("cpu")),
+        )
+    except ValueError as exc:
+        raise UserError(f"model/backbone settings do not fit together: {exc}") from None
 
 
 def forward_dtype(name: str, device: torch.device) -> torch.dtype:

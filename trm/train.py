@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import time
 import contextlib
 from contextlib import contextmanager
@@ -161,6 +162,9 @@ class Trainer:
         self.evaluators = None
         # Fault injection for the resume test (docs/training.md): SIGKILL this process right after that step.
         self.kill_at_step = int(os.environ.get("TRM_FAULT_KILL_AT_STEP", "0")) or None
+        self.kill_signal = getattr(signal, "SIG" + os.environ.get("TRM_FAULT_SIGNAL", "KILL").upper())
+        self.resumed = resume
+        self.interrupted = False
         if resume:
             self._resume()
 
@@ -180,9 +184,27 @@ class Trainer:
             f"device: {self.accelerator.device} x {plan.processes} process(es), compute dtype {str(self.dtype).split('.')[-1]}",
             f"global batch: {plan.global_batch} = {plan.processes} process(es) x {plan.per_device} per device "
             f"x {plan.accumulation} accumulation step(s)",
-            f"optimizer steps: {self.total_steps} ({self.recipe.train.epochs} epochs of {self.train_split.num_groups} groups)",
+            f"optimizer steps: {self._steps_line()}",
+            f"evaluation: {self._eval_line()}",
         ]
         return lines + model_summary(self.model)
+
+    def _steps_line(self) -> str:
+        recipe, split = self.recipe, self.train_split
+        full = math.floor(recipe.train.epochs * split.num_groups * split.mean_puzzle_examples / self.plan.global_batch)
+        epochs = f"{recipe.train.epochs} epochs of {split.num_groups} groups"
+        if self.total_steps < full:
+            return f"{self.total_steps} (capped by train.max_steps; {epochs} would be {full})"
+        return f"{self.total_steps} ({epochs})"
+
+    def _eval_line(self) -> str:
+        recipe = self.recipe
+        if not self.store.has_split(recipe.eval.split):
+            return f"none: the store has no '{recipe.eval.split}' split"
+        size = self.store.split(recipe.eval.split).num_examples
+        subset = f"a fixed subset of {min(recipe.eval.limit, size)} of {size}" if recipe.eval.limit else f"all {size}"
+        when = f"every {recipe.eval.every} epochs and at the end" if recipe.eval.every else "at the end"
+        return f"{when}, on {subset} '{recipe.eval.split}' examples"
 
     # ---- one optimizer step ---------------------------------------------------------------------------------
     def _micro_batches(self, batch: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -247,6 +269,12 @@ class Trainer:
     # ---- the loop -------------------------------------------------------------------------------------------
     def run(self) -> dict[str, float]:
         acc = self.accelerator
+        if self.resumed and self.step >= self.total_steps:
+            if self.is_main:
+                print(f"{self.run_dir}: the run is complete ({self.step}/{self.total_steps} optimizer steps); raise "
+                      "train.epochs or train.max_steps to continue it, or evaluate it with `trm eval`", flush=True)
+            return {}
+        started = time.perf_counter()
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             for line in self.describe():
@@ -260,10 +288,11 @@ class Trainer:
         window_start, window_steps = time.perf_counter(), 0
         batches = iter(self.loader)
         checkpoint_every = self.recipe.train.checkpoint_every
+        previous_handler = self._catch_interrupt()
         while self.step < self.total_steps:
             metrics = self.train_step(next(batches))
             if self.step == self.kill_at_step:
-                os.kill(os.getpid(), signal.SIGKILL)
+                os.kill(os.getpid(), self.kill_signal)
             for key, value in metrics.items():
                 window[key] = window.get(key, 0) + value
             window_steps += 1
@@ -281,14 +310,59 @@ class Trainer:
                 evaluated = True
             if (evaluated and checkpoint_every is None) or (checkpoint_every and self.step % checkpoint_every == 0):
                 self.save()
+            if self.interrupted:
+                self._stop_interrupted(bar)
         bar.close()
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
+        # The final evaluation counts as the one due now: a resume with more epochs must not repeat it at once.
+        while self.next_eval_epoch <= self.loader.epoch:
+            self.next_eval_epoch += float(self.recipe.eval.every)
         self._evaluate(None)
         self.save()
         if self.is_main:
             get_host().pm.hook.trm_after_run(recipe=self.recipe, run_dir=self.run_dir, metrics=self.last_eval)
+            self._print_summary(time.perf_counter() - started)
         if acc.log_with:
             acc.end_training()
         return self.last_eval
+
+    def _catch_interrupt(self) -> Any:
+        """On one process, the first Ctrl-C finishes the current step and writes a checkpoint before stopping; the
+        second stops at once. (With several processes each gets its own signal at its own moment, so a collective
+        checkpoint could deadlock: there Ctrl-C stops at once and the last checkpoint stands.)"""
+        import threading
+
+        if self.accelerator.num_processes > 1 or threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = True
+            print("\ninterrupted: finishing this step and writing a checkpoint (Ctrl-C again stops at once)",
+                  file=sys.stderr, flush=True)
+
+        return signal.signal(signal.SIGINT, handler)
+
+    def _stop_interrupted(self, bar: Any) -> None:
+        bar.close()
+        self.save()
+        print(f"stopped at step {self.step} of {self.total_steps}, checkpoint written; continue with "
+              f"`trm run --resume {self.run_dir}`", file=sys.stderr, flush=True)
+        raise SystemExit(130)
+
+    def _print_summary(self, seconds: float) -> None:
+        minutes, secs = divmod(int(seconds), 60)
+        hours, minutes = divmod(minutes, 60)
+        lines = [f"run complete: {self.step} optimizer steps in {hours}:{minutes:02d}:{secs:02d}",
+                 f"  checkpoint: {find_checkpoint(self.run_dir)}",
+                 f"  metrics:    {self.run_dir / 'metrics.jsonl'}"]
+        curves = self.run_dir / "curves.png"
+        lines.append(f"  curves:     {curves}" if curves.exists()
+                     else "  curves:     not drawn (install matplotlib: pip install -e \".[plot]\")")
+        lines.append(f"  evaluate again: trm eval {self.run_dir} [--max-steps N] [--split S]")
+        print("\n".join(lines), flush=True)
 
     def _log_train(self, window: dict[str, torch.Tensor], steps: int, seconds: float) -> dict[str, float]:
         keys = sorted(window)
@@ -369,7 +443,13 @@ class Trainer:
                 f"{path}: written for a dataset with fingerprint {state['fingerprint']}, but {self.recipe.data.store} "
                 f"has {self.store.info.fingerprint}; resume with the same store"
             )
-        self.model.load_state_dict(parts["model"])
+        try:
+            self.model.load_state_dict(parts["model"])
+        except RuntimeError as exc:  # e.g. model.hidden_size=... given with --resume
+            detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line or "key" in line),
+                          str(exc).splitlines()[0])
+            raise UserError(f"{path}: the checkpoint's model does not fit the recipe ({detail.rstrip('.')}); "
+                            "a resumed run cannot change model.* or backbone.* settings") from None
         if self.ema is not None and parts["ema"] is not None:
             self.ema.load_state_dict(parts["ema"])
         self.dense_opt.load_state_dict(parts["optim"]["dense"])
@@ -413,7 +493,14 @@ def _trackers() -> list[str]:
         except ImportError:
             return []
         return ["tensorboard"]
-    return [name for name in chosen if name != "none"]
+    from accelerate.utils import LoggerType
+
+    known = sorted(kind.value for kind in LoggerType if kind.value != "all")
+    unknown = [name for name in chosen if name not in known and name not in ("none", "auto")]
+    if unknown:
+        raise UserError(f"TRM_TRACKERS: unknown tracker {', '.join(map(repr, unknown))}; expected auto, none or a "
+                        f"comma-separated list of {', '.join(known)}")
+    return [name for name in chosen if name not in ("none", "auto")]
 
 
 def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume: str | None = None,
@@ -422,11 +509,15 @@ def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume:
     if resume:
         directory = Path(resume)
         saved = directory / "recipe.yaml"
+        if not directory.is_dir():
+            raise UserError(f"{directory}: no such run directory")
         if not saved.exists():
             raise UserError(f"{directory}: not a run directory (no recipe.yaml)")
+        if not (directory / "checkpoints").is_dir():
+            raise UserError(f"{directory}: the run stopped before its first checkpoint, so there is nothing to resume; "
+                            f"start it again with `trm run {saved} --run-dir {directory}`")
         recipe = load_recipe(saved, overrides)
-        trainer = Trainer(recipe, directory, resume=True, show_progress=show_progress)
-        return trainer.run()
+        return _run(Trainer(recipe, directory, resume=True, show_progress=show_progress))
     if recipe_path is None:
         raise UserError("trm run needs a RECIPE, or --resume RUN_DIR")
     recipe = load_recipe(recipe_path, overrides)
@@ -434,10 +525,29 @@ def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume:
     directory = _agree_on_directory(directory)
     if (directory / "checkpoints").exists():
         raise UserError(f"{directory}: already holds a run; continue it with `trm run --resume {directory}`")
+    # The store is opened (or built) and the model made before the run directory exists: a mistake found there
+    # leaves no empty run directory behind.
+    trainer = Trainer(recipe, directory, show_progress=show_progress)
+    if trainer.is_main and (directory / "metrics.jsonl").exists():  # a run that stopped before its first checkpoint
+        print(f"note: {directory} held a run that stopped before its first checkpoint; starting afresh", flush=True)
+        (directory / "metrics.jsonl").unlink()
     directory.mkdir(parents=True, exist_ok=True)
     _write_atomic(directory / "recipe.yaml", dump_recipe(recipe))
-    trainer = Trainer(recipe, directory, show_progress=show_progress)
-    return trainer.run()
+    return _run(trainer)
+
+
+def _run(trainer: Trainer) -> dict[str, float]:
+    try:
+        return trainer.run()
+    except KeyboardInterrupt:
+        if trainer.is_main:
+            try:
+                last = f"the last checkpoint is {find_checkpoint(trainer.run_dir).name}; continue with " \
+                       f"`trm run --resume {trainer.run_dir}`"
+            except UserError:
+                last = "no checkpoint was written yet"
+            print(f"\ninterrupted at step {trainer.step}: {last}", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
 
 
 def _agree_on_directory(directory: Path) -> Path:
