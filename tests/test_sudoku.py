@@ -109,8 +109,32 @@ def test_read_csv_and_errors(tmp_path):
     with pytest.raises(UserError, match="header"):
         (tmp_path / "nohead.csv").write_text(f"{Q9},{A9}\n")
         read_csv(tmp_path / "nohead.csv")
-    with pytest.raises(UserError, match=r"bad.csv:2: question/answer"):
+    with pytest.raises(UserError, match=r"bad.csv:2: question: expected a square Sudoku board, got 80 cells"):
         read_csv(write_csv(tmp_path / "bad.csv", [(Q9[:80], A9, 0)]))
+    with pytest.raises(UserError, match=r"bad.csv:3: answer: expected 81 cells for a 9x9 Sudoku \(size=9\), got 80 "
+                                        r"cells$"):
+        read_csv(write_csv(tmp_path / "bad.csv", [(Q9, A9, 0), (Q9, A9[:80], 0)]), size=9)
+
+
+def test_another_tasks_csv_names_the_expected_sudoku_size(tmp_path):
+    maze = "# SGo" * 180  # a 30x30 maze row: 900 cells
+    path = write_csv(tmp_path / "train.csv", [(maze, maze, 0)])
+    with pytest.raises(UserError, match=r"train.csv:2: question: expected 81 cells for a 9x9 Sudoku \(size=9\), "
+                                        r"got 900 cells; this looks like another task's file"):
+        read_csv(path, size=9)
+    four = "1234341221434321"
+    with pytest.raises(UserError, match="boards are 4x4 but size=9; set size=4"):
+        read_csv(write_csv(tmp_path / "four.csv", [(four, four, 0)]), size=9)
+
+
+def test_train_only_source_file_notes_the_missing_test_split(tmp_path, capsys):
+    write_csv(tmp_path / "train_1k.csv", [(Q9, A9, 5)] * 2)
+    info = build_store(SUDOKU, SudokuOptions(source=str(tmp_path / "train_1k.csv"), num_aug=1), tmp_path / "s.zarr",
+                       show_progress=False)
+    assert set(info.splits) == {"train"}
+    err = capsys.readouterr().err
+    assert f"note: no test file found next to {tmp_path / 'train_1k.csv'}" in err
+    assert "the store has no test split, so runs will not evaluate" in err
 
 
 def test_build_from_csv_directory(tmp_path):

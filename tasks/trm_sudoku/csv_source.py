@@ -28,15 +28,32 @@ class SudokuRows:
     size: int
 
 
-def read_csv(path: Path, *, min_rating: int | None = None) -> SudokuRows:
-    """All rows of ``path`` (rows rated below ``min_rating`` left out); UserError naming the line on bad input."""
+SUPPORTED_SIZES = (4, 6, 9)
+
+
+def _wrong_cells(where: str, cells: int, size: int | None, first: bool) -> UserError:
+    """The error for a board of ``cells`` cells where a ``size`` x ``size`` Sudoku was expected (any square board
+    when ``size`` is None). On the file's first row a wrong size most likely means another task's file (a 30x30
+    maze has 900 cells), so the message says so."""
+    side = math.isqrt(cells)
+    if size is not None and side * side == cells and side in SUPPORTED_SIZES:
+        return UserError(f"{where}: boards are {side}x{side} but size={size}; set size={side}")
+    expected = f"{size * size} cells for a {size}x{size} Sudoku (size={size})" if size else "a square Sudoku board"
+    foreign = "; this looks like another task's file, not a Sudoku CSV" if first else ""
+    return UserError(f"{where}: expected {expected}, got {cells} cells{foreign}")
+
+
+def read_csv(path: Path, *, min_rating: int | None = None, size: int | None = None) -> SudokuRows:
+    """All rows of ``path`` (rows rated below ``min_rating`` left out); UserError naming the line on bad input.
+
+    With ``size``, every board must have size*size cells; without it, the first row sets the size."""
     path = Path(path)
     try:
         handle = path.open(newline="")
     except OSError as exc:
         raise UserError(f"{path}: cannot read Sudoku CSV ({exc.strerror})") from None
     questions, answers, ratings = [], [], []
-    size = None
+    first = True
     with handle:
         reader = csv.reader(handle)
         header = next(reader, None)
@@ -49,12 +66,12 @@ def read_csv(path: Path, *, min_rating: int | None = None) -> SudokuRows:
                 raise UserError(f"{path}:{line}: expected 4 columns source,question,answer,rating")
             question, answer = row[1].strip(), row[2].strip()
             rating_text = row[3].strip() if len(row) > 3 else ""
-            board_size = math.isqrt(len(question))
-            if size is None:
-                size = board_size
-            if board_size * board_size != len(question) or board_size != size or len(answer) != len(question):
-                raise UserError(f"{path}:{line}: question/answer must both have {size}x{size} cells, "
-                                f"got {len(question)} and {len(answer)}")
+            if size is None and math.isqrt(len(question)) ** 2 == len(question) and len(question):
+                size = math.isqrt(len(question))
+            for column, cells in (("question", len(question)), ("answer", len(answer))):
+                if size is None or cells != size * size:
+                    raise _wrong_cells(f"{path}:{line}: {column}", cells, size, first)
+            first = False
             try:
                 rating = int(rating_text) if rating_text else -1
             except ValueError:
@@ -64,7 +81,7 @@ def read_csv(path: Path, *, min_rating: int | None = None) -> SudokuRows:
             questions.append(question.replace(".", "0"))
             answers.append(answer)
             ratings.append(rating)
-    if size is None:
+    if first or size is None:
         raise UserError(f"{path}: no puzzles in the file")
     q = _digits(questions, size, path, "question")
     a = _digits(answers, size, path, "answer")
