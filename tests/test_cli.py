@@ -72,3 +72,44 @@ def test_every_shipped_recipe_validates():
     assert recipes
     for recipe in recipes:
         load_recipe(recipe)  # raises RecipeError listing every problem
+
+
+def test_help_names_the_environment_switches():
+    result = trm("--help")
+    for name in ("TRM_LOAD_PLUGINS", "TRM_DISABLE_PLUGINS", "TRM_TRACE_HOOKS", "TRM_TRACKERS", "tensorboard,wandb"):
+        assert name in result.stdout
+
+
+def test_validate_reports_out_of_range_values_one_clean_line_each():
+    recipe = REPO / "recipes" / "quickstart.yaml"
+    result = trm("recipe", "validate", str(recipe), "eval.every=-1", "train.global_batch_size=0",
+                 "model.forward_dtype=float64", "model.hidden_size=-64")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"{recipe}: $.model.hidden_size: must be >= 1 (got -64)",
+        f"{recipe}: $.model.forward_dtype: must be one of auto, bfloat16, float32 (got 'float64')",
+        f"{recipe}: $.train.global_batch_size: must be >= 1 (got 0)",
+        f"{recipe}: $.eval.every: must be >= 1 (got -1)",
+        "trm: 4 problem(s) found",
+    ]
+
+
+def test_plugin_option_validator_is_one_clean_line(tmp_path):
+    result = trm("augment", "sudoku", "--source", "generate", "--out", str(tmp_path / "x.zarr"), "size=5")
+    assert result.returncode == 2 and "Attribute(" not in result.stderr
+    assert "sudoku options.size: must be one of 4, 6, 9 (got 5)" in result.stderr.splitlines()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--max-steps", "-3"), ("--max-steps", "0"), ("--batch-size", "0"),
+                                               ("--limit", "0")])
+def test_eval_refuses_counts_below_one(tmp_path, option, value):
+    result = trm("eval", str(tmp_path), option, value)  # checked before the run directory is even looked at
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"trm: error: {option}: must be >= 1 (got {value})"
+
+
+def test_eval_refuses_an_out_file_in_a_missing_directory(tmp_path):
+    out = tmp_path / "missing" / "x.json"
+    result = trm("eval", str(tmp_path), "--out", str(out))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"trm: error: --out {out}: no such directory {out.parent}"

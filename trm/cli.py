@@ -86,7 +86,9 @@ def cli() -> None:
       trm run recipes/quickstart.yaml
       trm eval runs/quickstart-<time> --max-steps 32
 
-    Docs: docs/index.md. Environment: TRM_LOAD_PLUGINS, TRM_DISABLE_PLUGINS, TRM_TRACE_HOOKS (docs/plugins.md).
+    Docs: docs/index.md. Environment: TRM_LOAD_PLUGINS, TRM_DISABLE_PLUGINS, TRM_TRACE_HOOKS (docs/plugins.md);
+    TRM_TRACKERS: where trm run logs metrics besides metrics.jsonl: auto (TensorBoard when installed, the default),
+    none, or a comma list such as tensorboard,wandb (docs/training.md).
     """
 
 

@@ -46,11 +46,22 @@ def model_from_checkpoint(parts: dict[str, Any], recipe: Any, dims: TaskDims, de
     return model
 
 
+def check_eval_options(*, max_steps: int | None, limit: int | None, batch_size: int | None,
+                       out: Path | None) -> None:
+    """Refuse bad ``trm eval`` options before any loading: counts below 1, an --out in a missing directory."""
+    for option, value in (("--max-steps", max_steps), ("--limit", limit), ("--batch-size", batch_size)):
+        if value is not None and value < 1:  # 0 used to fall back to the recipe's value, negatives ran 0 steps
+            raise UserError(f"{option}: must be >= 1 (got {value})")
+    if out is not None and not out.parent.is_dir():  # found only after the whole evaluation otherwise
+        raise UserError(f"--out {out}: no such directory {out.parent}")
+
+
 def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str | None, max_steps: int | None,
                         limit: int | None, batch_size: int | None, use_ema: bool, allow_other_store: bool,
                         show_progress: bool, out: Path | None) -> tuple[dict[str, float], Path] | None:
     from accelerate import Accelerator
 
+    check_eval_options(max_steps=max_steps, limit=limit, batch_size=batch_size, out=out)
     checkpoint = find_checkpoint(target)
     run_dir = run_dir_of(checkpoint)
     saved = run_dir / "recipe.yaml"
@@ -60,10 +71,10 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str 
     if split is not None or limit is not None or batch_size is not None or max_steps is not None:
         recipe = attrs.evolve(recipe, eval=attrs.evolve(
             recipe.eval,
-            split=split or recipe.eval.split,
+            split=split if split is not None else recipe.eval.split,
             limit=limit if limit is not None else recipe.eval.limit,
-            batch_size=batch_size or recipe.eval.batch_size,
-            max_steps=max_steps or recipe.eval.max_steps,
+            batch_size=batch_size if batch_size is not None else recipe.eval.batch_size,
+            max_steps=max_steps if max_steps is not None else recipe.eval.max_steps,
         ))
     from trm.train import cpu_processes
 
@@ -84,9 +95,10 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     artefacts = run_dir / "eval" / f"trm-eval-step_{step}-{stamp}"
     evaluators = build_evaluators(recipe, store, artefacts)
-    steps = recipe.eval.max_steps or model.halting.max_steps
+    steps = recipe.eval.max_steps if recipe.eval.max_steps is not None else model.halting.max_steps
+    batch = recipe.eval.batch_size if recipe.eval.batch_size is not None else recipe.train.global_batch_size
     metrics = evaluate(model, store.split(recipe.eval.split), evaluators, accelerator=accelerator,
-                       global_batch_size=recipe.eval.batch_size or recipe.train.global_batch_size, max_steps=steps,
+                       global_batch_size=batch, max_steps=steps,
                        limit=recipe.eval.limit, seed=recipe.train.seed, ignore_label_id=info.ignore_label_id,
                        pad_id=info.pad_id, show_progress=show_progress)
     if not accelerator.is_main_process:
