@@ -27,7 +27,7 @@ def run(recipe: str | None, overrides: tuple[str, ...], resume: str | None, run_
     With --resume RUN_DIR, RECIPE is not given: the run's own recipe.yaml is used
     (OVERRIDES still apply, e.g. train.epochs=100 to extend it).
     """
-    from trm.train import run_training
+    from trm.launch import run_training
 
     if resume and recipe and "=" in recipe:  # `trm run --resume DIR key=value`: the first override lands in RECIPE
         overrides, recipe = (recipe, *overrides), None

@@ -20,10 +20,8 @@ import signal
 import sys
 import time
 import contextlib
-from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import attrs
 import torch
@@ -32,76 +30,14 @@ from tqdm.auto import tqdm
 from trm import __version__
 from trm.build import build_model, forward_dtype, open_recipe_store
 from trm.checkpoint import find_checkpoint, read_checkpoint, write_checkpoint
-from trm.config import dump_recipe, load_recipe
+from trm.config import dump_recipe
 from trm.errors import UserError
 from trm.evaluate import build_evaluators, evaluate, format_table
 from trm.logs import MetricsLog, plot_curves
 from trm.plugins import get_host
 from trm import process_state
+from trm.train_parts import EMA, plan_batches
 from trm.types import TaskDims
-
-
-@attrs.frozen
-class BatchPlan:
-    """How the recipe's global batch is spread over processes and accumulation steps."""
-
-    global_batch: int
-    processes: int
-    per_device: int
-    accumulation: int
-
-
-def plan_batches(global_batch: int, processes: int, per_device: int | None) -> BatchPlan:
-    if global_batch % processes:
-        raise UserError(f"train.global_batch_size={global_batch} is not divisible by the {processes} processes")
-    local = global_batch // processes
-    per_device = per_device or local
-    if local % per_device:
-        raise UserError(f"train.per_device_batch_size={per_device} does not divide the per-process batch {local}")
-    return BatchPlan(global_batch, processes, per_device, local // per_device)
-
-
-class EMA:
-    """Exponential moving average of the dense (trainable) parameters; the puzzle embeddings are not averaged."""
-
-    def __init__(self, model: torch.nn.Module, rate: float):
-        self.rate = rate
-        self.params = {name: p for name, p in model.named_parameters() if p.requires_grad and "puzzle_emb" not in name}
-        self.shadow = {name: p.detach().clone() for name, p in self.params.items()}
-
-    @torch.no_grad()
-    def update(self) -> None:
-        names = list(self.params)
-        torch._foreach_lerp_([self.shadow[n] for n in names], [self.params[n].detach() for n in names], 1.0 - self.rate)
-
-    @contextmanager
-    def applied(self) -> Iterator[None]:
-        """Within the block the model holds the EMA weights; the live ones come back afterwards."""
-        live = {name: p.detach().clone() for name, p in self.params.items()}
-        with torch.no_grad():
-            for name, p in self.params.items():
-                p.copy_(self.shadow[name])
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for name, p in self.params.items():
-                    p.copy_(live[name])
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return dict(self.shadow)
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        missing = set(self.shadow) - set(state)
-        if missing:
-            raise UserError(f"checkpoint EMA lacks {sorted(missing)[:3]}...: it was written for another model")
-        for name in self.shadow:
-            self.shadow[name].copy_(state[name])
-
-
-def new_run_dir(recipe_path: Path, recipe: Any) -> Path:
-    name = recipe.run.name or f"{recipe_path.stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    return Path(recipe.run.dir) / name
 
 
 class Trainer:
@@ -501,72 +437,3 @@ def _trackers() -> list[str]:
         raise UserError(f"TRM_TRACKERS: unknown tracker {', '.join(map(repr, unknown))}; expected auto, none or a "
                         f"comma-separated list of {', '.join(known)}")
     return [name for name in chosen if name not in ("none", "auto")]
-
-
-def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume: str | None = None,
-                 run_dir: str | None = None, show_progress: bool = True) -> dict[str, float]:
-    """``trm run``: a new run from a recipe, or ``resume`` a run directory from its latest checkpoint."""
-    if resume:
-        directory = Path(resume)
-        saved = directory / "recipe.yaml"
-        if not directory.is_dir():
-            raise UserError(f"{directory}: no such run directory")
-        if not saved.exists():
-            raise UserError(f"{directory}: not a run directory (no recipe.yaml)")
-        if not (directory / "checkpoints").is_dir():
-            raise UserError(f"{directory}: the run stopped before its first checkpoint, so there is nothing to resume; "
-                            f"start it again with `trm run {saved} --run-dir {directory}`")
-        recipe = load_recipe(saved, overrides)
-        return _run(Trainer(recipe, directory, resume=True, show_progress=show_progress))
-    if recipe_path is None:
-        raise UserError("trm run needs a RECIPE, or --resume RUN_DIR")
-    recipe = load_recipe(recipe_path, overrides)
-    directory = Path(run_dir) if run_dir else new_run_dir(Path(recipe_path), recipe)
-    directory = _agree_on_directory(directory)
-    if (directory / "checkpoints").exists():
-        raise UserError(f"{directory}: already holds a run; continue it with `trm run --resume {directory}`")
-    # The store is opened (or built) and the model made before the run directory exists: a mistake found there
-    # leaves no empty run directory behind.
-    trainer = Trainer(recipe, directory, show_progress=show_progress)
-    if trainer.is_main and (directory / "metrics.jsonl").exists():  # a run that stopped before its first checkpoint
-        print(f"note: {directory} held a run that stopped before its first checkpoint; starting afresh", flush=True)
-        (directory / "metrics.jsonl").unlink()
-    directory.mkdir(parents=True, exist_ok=True)
-    _write_atomic(directory / "recipe.yaml", dump_recipe(recipe))
-    return _run(trainer)
-
-
-def _run(trainer: Trainer) -> dict[str, float]:
-    try:
-        return trainer.run()
-    except KeyboardInterrupt:
-        if trainer.is_main:
-            try:
-                last = f"the last checkpoint is {find_checkpoint(trainer.run_dir).name}; continue with " \
-                       f"`trm run --resume {trainer.run_dir}`"
-            except UserError:
-                last = "no checkpoint was written yet"
-            print(f"\ninterrupted at step {trainer.step}: {last}", file=sys.stderr, flush=True)
-        raise SystemExit(130) from None
-
-
-def _agree_on_directory(directory: Path) -> Path:
-    """The main process's run directory name, for every process (their clocks may straddle a second)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from accelerate import PartialState
-        from accelerate.utils import broadcast_object_list
-
-        PartialState(cpu=cpu_processes())
-        holder = [str(directory)]
-        broadcast_object_list(holder, from_process=0)
-        return Path(holder[0])
-    return directory
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
