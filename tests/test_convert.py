@@ -141,6 +141,22 @@ def test_mismatches_are_user_errors():
         convert_state_dict({k: v for k, v in good.items() if "layers.1" not in k}, model)
 
 
+def test_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path):
+    from trm.convert import load_reference
+
+    text = tmp_path / "README.md"
+    text.write_text("# not a checkpoint\n")
+    with pytest.raises(UserError) as error:
+        load_reference(text)
+    message = str(error.value)
+    assert message.startswith(f"{text}: not a PyTorch checkpoint (torch.load failed: ") and message.endswith(")")
+    assert "\n" not in message and "file an issue" not in message and "weights_only" not in message
+    torch.save({"w": torch.zeros(2)}, tmp_path / "ok.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "ok.pt").read_bytes()[:300])
+    with pytest.raises(UserError, match=r"cut.pt: not a PyTorch checkpoint \(torch.load failed: [^\n.]+\)$"):
+        load_reference(tmp_path / "cut.pt")
+
+
 def test_cli_writes_a_loadable_run_directory(tmp_path):
     from trm.build import task_dims
     from trm.config import load_recipe

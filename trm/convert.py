@@ -83,10 +83,20 @@ def load_reference(path: Path) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad input file
-        raise UserError(f"{path}: not a PyTorch state dict ({type(exc).__name__}: {exc})") from None
+        raise UserError(f"{path}: not a PyTorch checkpoint (torch.load failed: {_load_failure(exc)})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path}: expected a state dict of tensors (the reference saves model.state_dict())")
     return state
+
+
+def _load_failure(exc: Exception) -> str:
+    """One line saying why ``torch.load`` failed. Its weights-only errors are paragraphs of advice (load with
+    weights_only=False, file an issue) around the actual reason after 'WeightsUnpickler error:', and others add
+    sentences of advice after the reason; keep the reason."""
+    text = str(exc)
+    reason = text.partition("WeightsUnpickler error:")[2] or text
+    lines = [line.strip() for line in reason.splitlines() if line.strip()]
+    return lines[0].split(". ")[0].rstrip(".") if lines else type(exc).__name__  # the first sentence
 
 
 def _table_rows(reference: dict[str, torch.Tensor]) -> int | None:
