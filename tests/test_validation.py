@@ -120,3 +120,9 @@ def test_explain_attrs_errors_raised_outside_structuring():
         SizedOptions(name=3)
     assert config.explain(err.value) == ("name", "expected str, got int 3")
     assert config.explain(ValueError("plain message")) == (None, "plain message")
+
+
+def test_a_section_that_is_not_a_mapping_says_so_once(recipe, fake_host):
+    problems = problems_of(recipe, fake_host, ["model=5", "train=[1]", "task.options=3"])
+    assert problems == ["$.task.options: must be a mapping, got int 3", "$.model: expected a mapping, got int 5",
+                        "$.train: expected a mapping, got a list"]

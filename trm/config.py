@@ -305,15 +305,19 @@ def _plugin_section_hook(value: Any, _type: Any) -> PluginSection:
 def _with_validators(cl: type, structure: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     """``structure`` for attrs class ``cl``, with every field's validator run and all failures reported at once.
 
+    A value that is not a mapping is refused in words.
+
     attrs runs validators inside ``__init__`` and stops at the first failure, which cattrs passes on bare (no key,
     the raw attrs tuple as message). Here the instance is built with validators off, then each field's validator
     runs and its failure carries the field's name, as a wrong type does.
     """
     checked = [field for field in attrs.fields(cl) if field.validator is not None]
-    if not checked:
-        return structure
 
     def hook(value: Any, type_: Any) -> Any:
+        if not isinstance(value, Mapping):  # else cattrs' own "argument of type 'int' is not iterable"
+            raise TypeError(f"expected a mapping, got {_describe(value)}")
+        if not checked:
+            return structure(value, type_)
         try:
             instance = _unvalidated(structure, value, type_)
         except ClassValidationError as exc:
@@ -620,6 +624,7 @@ def _plugin_name_problems(data: Mapping[str, Any], host: PluginHost) -> list[str
             except UserError as exc:
                 problems.append(f"$.{section}.name: {exc}")
                 continue
-            _, errors = _structure(value.get("options") or {}, record.options_class, f"$.{section}.options")
-            problems += errors
+            options = value.get("options") or {}
+            if isinstance(options, dict):  # a non-mapping is reported already, by the section's structuring
+                problems += _structure(options, record.options_class, f"$.{section}.options")[1]
     return problems
