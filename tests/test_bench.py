@@ -49,6 +49,7 @@ def test_flop_counts_match_the_reference_estimates(config, tflop):
     ({"steps": 0}, "--steps 0: expected an integer >= 1"),
     ({"batch_size": 0}, "--batch-size 0: expected an integer >= 1"),
     ({"device": "gpu"}, "--device 'gpu': not a device"),
+    ({"profile_dir": "/proc/x/prof"}, "--profile /proc/x/prof: cannot create the directory"),
 ])
 def test_mistakes_fail_before_any_benchmark_runs(kwargs, message, monkeypatch):
     from trm import bench as bench_module

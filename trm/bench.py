@@ -249,6 +249,11 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
             raise UserError(f"{option} {value}: expected an integer >= {least}")
     if out is not None and not Path(out).parent.is_dir():
         raise UserError(f"--out {out}: directory {Path(out).parent} does not exist")
+    if profile_dir is not None:
+        try:
+            Path(profile_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"--profile {profile_dir}: cannot create the directory ({error.strerror})") from None
     if batch_size is not None:
         configs = [attrs.evolve(c, batch_size=batch_size) for c in configs]
     target = resolve_device(device)
