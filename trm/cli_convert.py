@@ -29,6 +29,8 @@ def reference(checkpoint: Path, overrides: tuple[str, ...], recipe: Path, out: P
     optimizer state does not exist in such files. Evaluate the result with
     `trm eval OUT` (add --allow-other-store when the store was not the one of OUT's
     recipe at conversion time). See docs/convert.md.
+
+    OVERRIDES: key=value overrides of RECIPE (dotted paths, values parsed as YAML), e.g. model.hidden_size=256.
     """
     from trm.convert import convert_reference
 

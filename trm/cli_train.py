@@ -26,6 +26,8 @@ def run(recipe: str | None, overrides: tuple[str, ...], resume: str | None, run_
     eval/ artefacts and checkpoints/. Many GPUs: accelerate launch -m trm run RECIPE.
     With --resume RUN_DIR, RECIPE is not given: the run's own recipe.yaml is used
     (OVERRIDES still apply, e.g. train.epochs=100 to extend it).
+
+    OVERRIDES: key=value overrides (dotted paths, values parsed as YAML), e.g. optim.lr=3e-4 train.epochs=10.
     """
     from trm.launch import run_training
 
@@ -40,9 +42,9 @@ def run(recipe: str | None, overrides: tuple[str, ...], resume: str | None, run_
 @click.argument("target", type=click.Path())
 @click.argument("overrides", nargs=-1)
 @click.option("--split", default=None, help="Split of the store to evaluate (default: the recipe's eval.split).")
-@click.option("--max-steps", type=int, default=None, help="Supervision steps per example; may exceed training's (test-time depth).")
-@click.option("--limit", type=int, default=None, help="Evaluate a fixed random subset of this many examples.")
-@click.option("--batch-size", type=int, default=None, help="Global evaluation batch (default: the recipe's).")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Supervision steps per example; may exceed training's (test-time depth).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate a fixed random subset of this many examples.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Global evaluation batch (default: the recipe's).")
 @click.option("--raw", is_flag=True, help="Use the live weights instead of the EMA weights.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON file for the results (default: in the run directory).")
 @click.option("--allow-other-store", is_flag=True, help="Evaluate on a store whose fingerprint differs from training's.")
