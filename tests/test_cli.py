@@ -115,3 +115,9 @@ def test_eval_refuses_an_out_file_in_a_missing_directory(tmp_path):
     result = trm("eval", str(tmp_path), "--out", str(out))
     assert result.returncode == 2
     assert result.stderr.strip() == f"trm: error: --out {out}: no such directory {out.parent}"
+
+
+def test_validate_builds_the_model_to_catch_settings_that_do_not_fit_together():
+    result = trm("recipe", "validate", str(REPO / "recipes/quickstart.yaml"), "backbone.options.num_heads=3")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "hidden_size 64 is not divisible by num_heads 3" in result.stderr

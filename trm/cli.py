@@ -226,10 +226,19 @@ OVERRIDES_HELP = "key=value overrides (dotted paths, values parsed as YAML), e.g
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
 def recipe_validate(recipe: str, overrides: tuple[str, ...]) -> None:
-    """Validate RECIPE (with OVERRIDES): report every problem with its path, exit 2 if any."""
+    """Validate RECIPE (with OVERRIDES): report every problem with its path, exit 2 if any. The model is
+    then built on the meta device (no memory), which catches settings that are valid alone but not together."""
+    from trm.build import recipe_summary
     from trm.config import load_recipe
+    from trm.errors import UserError
 
-    load_recipe(recipe, overrides)
+    resolved = load_recipe(recipe, overrides)
+    try:
+        recipe_summary(resolved)
+    except UserError as exc:
+        if "model/backbone settings" in str(exc):
+            raise UserError(f"{recipe}: {exc}") from None
+        # Sizes unknown until the store is built: the recipe itself is still valid.
     click.echo(f"{recipe}: ok")
 
 
