@@ -126,3 +126,14 @@ def test_a_section_that_is_not_a_mapping_says_so_once(recipe, fake_host):
     problems = problems_of(recipe, fake_host, ["model=5", "train=[1]", "task.options=3"])
     assert problems == ["$.task.options: must be a mapping, got int 3", "$.model: expected a mapping, got int 5",
                         "$.train: expected a mapping, got a list"]
+
+
+def test_a_number_where_text_is_expected_suggests_quoting(tmp_path):
+    from conftest import REPO
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "trm", "recipe", "validate", str(REPO / "recipes/arc_small.yaml"),
+                             "task.options.task_ids=[00576224]"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "task_ids[0]: expected str, got int 195732; YAML reads unquoted digits as a number" in result.stderr

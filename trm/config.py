@@ -277,7 +277,11 @@ def _strict(kind: type) -> Any:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         if not ok:
-            raise TypeError(f"expected {kind.__name__}, got {_describe(value)}")
+            hint = ""
+            if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+                # e.g. an ARC task id 00576224, which YAML 1.1 reads as the octal number 195732
+                hint = "; YAML reads unquoted digits as a number: quote the value, e.g. '\"00576224\"'"
+            raise TypeError(f"expected {kind.__name__}, got {_describe(value)}{hint}")
         return value
 
     return hook
