@@ -117,6 +117,7 @@ def test_run_prints_batch_plan_and_writes_run_dir(tmp_path):
     report = json.loads(sorted(run.glob("eval-step_4-test-*.json"))[-1].read_text())
     assert report["max_steps"] == 3 and report["metrics"]["eval/mean_steps"] == 3.0
     assert report["metrics"]["eval/examples"] == 32.0
+    assert "written: " in evaluated.stdout and report["artefacts"][0].endswith("exact_match.json")
     again = trm("run", str(recipe), "--run-dir", str(run), "--no-progress")
     assert again.returncode == 2 and "already holds a run" in again.stderr
 

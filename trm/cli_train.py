@@ -64,6 +64,8 @@ def eval_command(target: str, overrides: tuple[str, ...], split: str | None, max
                                  show_progress=not no_progress, out=Path(out) if out else None)
     if result is None:
         return
-    metrics, written = result
+    metrics, written, artefacts = result
     click.echo(format_table(metrics))
     click.echo(f"results: {written} ({time.perf_counter() - started:.1f} s)")
+    for path in artefacts:  # e.g. ARC's submission.json, Maze's failure renderings
+        click.echo(f"written: {path}")

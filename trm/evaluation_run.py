@@ -58,7 +58,7 @@ def check_eval_options(*, max_steps: int | None, limit: int | None, batch_size: 
 
 def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str | None, max_steps: int | None,
                         limit: int | None, batch_size: int | None, use_ema: bool, allow_other_store: bool,
-                        show_progress: bool, out: Path | None) -> tuple[dict[str, float], Path] | None:
+                        show_progress: bool, out: Path | None) -> tuple[dict[str, float], Path, list[Path]] | None:
     from accelerate import Accelerator
 
     check_eval_options(max_steps=max_steps, limit=limit, batch_size=batch_size, out=out)
@@ -103,14 +103,15 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str 
                        pad_id=info.pad_id, show_progress=show_progress)
     if not accelerator.is_main_process:
         return None
+    written: list[Path] = []
     for _, evaluator in evaluators:
-        evaluator.write(artefacts)
+        written += [Path(path) for path in evaluator.write(artefacts) or []]
     report = {"checkpoint": str(checkpoint), "step": step, "split": recipe.eval.split, "max_steps": steps,
               "limit": recipe.eval.limit, "weights": "ema" if use_ema and parts["ema"] is not None else "live",
-              "store": str(recipe.data.store), "metrics": metrics}
+              "store": str(recipe.data.store), "metrics": metrics, "artefacts": [str(path) for path in written]}
     out = out or run_dir / f"eval-step_{step}-{recipe.eval.split}-{stamp}.json"
     temporary = out.with_name(f".{out.name}.partial-{os.getpid()}")
     temporary.write_text(json.dumps(report, indent=2))
     os.replace(temporary, out)
     get_host().pm.hook.trm_after_eval(recipe=recipe, run_dir=run_dir, step=step, metrics=metrics)
-    return metrics, out
+    return metrics, out, written
