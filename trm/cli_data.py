@@ -46,6 +46,10 @@ def quote_hint(problem: str, pairs: tuple[str, ...]) -> str:
     return f" (YAML reads {word} as a number; quote it, in quotes the shell keeps: '{key}={quoted}')"
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def describe(store: Any, *, seconds: float | None = None) -> str:
     """The summary ``trm augment`` prints at the end and ``trm data info`` prints for an existing store."""
     from trm.store import SPLIT_NAMES
@@ -54,14 +58,15 @@ def describe(store: Any, *, seconds: float | None = None) -> str:
     lines = [f"store        {store.path}", f"task         {info.task} (builder version {info.builder_version})"]
     for name in sorted(info.splits, key=lambda s: SPLIT_NAMES.index(s) if s in SPLIT_NAMES else 9):
         c = info.splits[name]
-        lines.append(f"{name:<12} {c['num_groups']:,} groups, {c['num_puzzles']:,} puzzles, "
-                     f"{c['num_examples']:,} examples")
+        lines.append(f"{name:<12} {_count(c['num_groups'], 'group')}, {_count(c['num_puzzles'], 'puzzle')}, "
+                     f"{_count(c['num_examples'], 'example')}")
+    blank = f"blank {info.blank_token_id}" if info.blank_token_id is not None else "no blank token"
+    size = store.size_bytes()
     lines += [
-        f"vocabulary   {info.vocab_size} tokens (pad {info.pad_id}, ignored label {info.ignore_label_id}, "
-        f"blank {info.blank_token_id})",
+        f"vocabulary   {info.vocab_size} tokens (pad {info.pad_id}, ignored label {info.ignore_label_id}, {blank})",
         f"seq_len      {info.seq_len}",
         f"identifiers  {info.num_puzzle_identifiers:,} (including <blank>)",
-        f"size on disk {store.size_bytes() / 2**20:,.1f} MiB",
+        f"size on disk {size / 2**20:,.1f} MiB" if size >= 2**20 else f"size on disk {size / 2**10:,.1f} KiB",
         f"fingerprint  {info.fingerprint}",
         f"seed         {info.seed}",
         f"created      {info.created}",
@@ -149,4 +154,7 @@ def bench(store: str, batch_size: int, batches: int, split: str, seed: int) -> N
 
     results = bench_loader(Path(store), batch_size=batch_size, batches=batches, split=split, seed=seed)
     for key, value in results.items():
-        click.echo(f"{key:<22} {value:,.1f}" if abs(value) >= 10 else f"{key:<22} {value:.3f}")
+        if float(value).is_integer():  # counts such as train_batches
+            click.echo(f"{key:<22} {int(value):,}")
+        else:
+            click.echo(f"{key:<22} {value:,.1f}" if abs(value) >= 10 else f"{key:<22} {value:.3f}")
