@@ -30,6 +30,13 @@ def parse_options(pairs: tuple[str, ...]) -> dict:
     return mapping
 
 
+def _with_hint(problem: str, pairs: tuple[str, ...]) -> str:
+    from trm.config import GENERIC_QUOTE_HINT
+
+    specific = quote_hint(problem, pairs)
+    return problem.replace(GENERIC_QUOTE_HINT, "") + specific if specific else problem
+
+
 def quote_hint(problem: str, pairs: tuple[str, ...]) -> str:
     """A hint for ``problem`` when YAML read a word meant as text as a number: ARC ids such as ``00576224`` are
     octal to YAML 1.1 (195732), ``12345678`` an int. Empty when ``problem`` is about something else."""
@@ -109,7 +116,8 @@ def augment(task: str, options: tuple[str, ...], source: str | None, out: str, o
     try:
         task_options = structure_options(spec.options_class, mapping, f"{task} options")
     except RecipeError as error:
-        raise RecipeError([problem + quote_hint(problem, options) for problem in error.problems]) from None
+        # `trm augment` knows the words typed, so its hint replaces the recipe loader's generic one
+        raise RecipeError([_with_hint(problem, options) for problem in error.problems]) from None
     out_path = Path(out)
     if out_path.exists() and not overwrite:
         raise UserError(f"{out_path}: already exists; pass --overwrite to replace it")

@@ -271,6 +271,9 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+GENERIC_QUOTE_HINT = "; YAML reads unquoted digits as a number: quote the value, e.g. '\"00576224\"'"
+
+
 def _strict(kind: type) -> Any:
     def hook(value: Any, _type: Any) -> Any:
         ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
@@ -280,7 +283,7 @@ def _strict(kind: type) -> Any:
             hint = ""
             if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
                 # e.g. an ARC task id 00576224, which YAML 1.1 reads as the octal number 195732
-                hint = "; YAML reads unquoted digits as a number: quote the value, e.g. '\"00576224\"'"
+                hint = GENERIC_QUOTE_HINT
             raise TypeError(f"expected {kind.__name__}, got {_describe(value)}{hint}")
         return value
 
