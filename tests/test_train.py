@@ -246,3 +246,23 @@ def test_run_and_resume_mistakes_are_one_line_errors(tmp_path):
     assert reshaped.returncode == 2 and "does not fit the recipe" in reshaped.stderr
     for result in (missing, bogus, early, reshaped):
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_runs_lists_run_directories_with_step_checkpoint_and_last_evaluation(tmp_path):
+    recipe = write_recipe(tmp_path, steps=6, ckpt=4)
+    runs = tmp_path / "runs"
+    assert trm("run", str(recipe), "--run-dir", str(runs / "done"), "--no-progress").returncode == 0
+    # killed right after step 6 is taken, before it is logged: step 5 logged, checkpoint step_4
+    cut = trm("run", str(recipe), "train.max_steps=8", "--run-dir", str(runs / "cut"), "--no-progress",
+              env={"TRM_FAULT_KILL_AT_STEP": "6"})
+    assert cut.returncode == -signal.SIGKILL
+    (runs / "not-a-run").mkdir()
+    listed = trm("runs", str(runs), "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["run"]: row for row in json.loads(listed.stdout)}
+    assert sorted(rows) == ["cut", "done"]
+    assert (rows["done"]["step"], rows["done"]["checkpoint"], rows["done"]["eval_step"]) == (6, "step_6", 6)
+    assert rows["done"]["eval"].startswith("exact_match/exact_accuracy=")
+    assert (rows["cut"]["step"], rows["cut"]["checkpoint"], rows["cut"]["eval"]) == (5, "step_4", "-")
+    table = trm("runs", str(runs)).stdout.splitlines()
+    assert table[0].split()[:4] == ["run", "step", "epoch", "checkpoint"] and len(table) == 3

@@ -28,6 +28,7 @@ LAZY_COMMANDS = {
     "data": "trm.cli_data:data",
     "convert": "trm.cli_convert:convert",
     "bench": "trm.cli_bench:bench",
+    "runs": "trm.cli_runs:runs",
 }
 
 
