@@ -32,6 +32,11 @@ def test_profile_writes_a_table_per_configuration(tmp_path):
     assert "aten::mm" in text or "aten::addmm" in text or "aten::bmm" in text  # the matmuls show up by name
 
 
+def test_recipe_names_select_their_configuration():
+    rows = run_bench(names=("maze_attn",), tiny=True, steps=1, warmup=0, echo=lambda _: None)
+    assert [row["config"] for row in rows] == ["maze-att-tiny"]
+
+
 def test_unknown_config_is_a_user_error():
     result = subprocess.run([sys.executable, "-m", "trm", "bench", "--tiny", "--config", "chess"],
                             capture_output=True, text=True)

@@ -52,6 +52,10 @@ PAPER_CONFIGS = [
     BenchConfig("maze-att", "attention", {"num_heads": 8}, 6, 900, 4, 1, 192),
 ]
 
+# The recipes' names for the same configurations, so `trm bench --config arc2_attn` works too.
+RECIPE_ALIASES = {"sudoku_mlp": "sudoku-mlp", "sudoku_attn": "sudoku-att", "arc1_attn": "arc-att",
+                  "arc2_attn": "arc-att", "maze_attn": "maze-att"}
+
 TINY_CONFIGS = [  # same shapes of computation, small enough for a CPU test
     attrs.evolve(c, name=c.name + "-tiny", hidden_size=64, puzzle_emb_len=2, h_cycles=2, l_cycles=2,
                  seq_len=16 if c.seq_len == 81 else 36, batch_size=8,
@@ -239,6 +243,7 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
 
     chosen = TINY_CONFIGS if tiny else PAPER_CONFIGS
     by_name = {c.name.removesuffix("-tiny"): c for c in chosen}
+    names = tuple(RECIPE_ALIASES.get(n, n) for n in names)
     unknown = [n for n in names if n not in by_name]
     if unknown:
         raise UserError(f"unknown benchmark config(s) {', '.join(unknown)}; choose from {', '.join(by_name)}")

@@ -9,7 +9,7 @@ import click
 
 @click.command("bench")
 @click.option("--config", "names", multiple=True, metavar="NAME",
-              help="sudoku-mlp, sudoku-att, arc-att or maze-att (repeatable; default: all four).")
+              help="sudoku-mlp, sudoku-att, arc-att or maze-att, or a paper recipe's name such as arc2_attn (repeatable; default: all four).")
 @click.option("--tiny", is_flag=True, help="Small versions of the configurations (runs on a CPU in seconds).")
 @click.option("--device", default=None, help="Device, e.g. cpu, cuda or cuda:1 (default: cuda when available, else cpu).")
 @click.option("--steps", type=click.IntRange(min=1), default=30, show_default=True, help="Timed steps (the median is reported).")
