@@ -211,6 +211,9 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(tmp_pa
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert train_records(tmp_path / "cut") == train_records(tmp_path / "straight")
     assert "run complete: 12 optimizer steps" in resumed.stdout
+    terminated = trm("run", str(recipe), "--run-dir", str(tmp_path / "term"), "--no-progress",
+                     env={"TRM_FAULT_KILL_AT_STEP": "3", "TRM_FAULT_SIGNAL": "TERM"})  # a scheduler's stop
+    assert terminated.returncode == 143 and "stopped at step 3 of 12" in terminated.stderr
 
 
 def test_resuming_a_complete_run_says_so_and_more_steps_do_not_repeat_the_last_evaluation(tmp_path):
@@ -266,3 +269,18 @@ def test_runs_lists_run_directories_with_step_checkpoint_and_last_evaluation(tmp
     assert (rows["cut"]["step"], rows["cut"]["checkpoint"], rows["cut"]["eval"]) == (5, "step_4", "-")
     table = trm("runs", str(runs)).stdout.splitlines()
     assert table[0].split()[:4] == ["run", "step", "epoch", "checkpoint"] and len(table) == 3
+
+
+def test_sigterm_on_two_processes_stops_both_after_the_same_step_with_a_checkpoint(tmp_path):
+    """Schedulers stop jobs with SIGTERM; the request rides on the metrics all-reduce, so both processes stop after
+    the same step and write one checkpoint, from which the run continues exactly (exploration on)."""
+    recipe = write_recipe(tmp_path, steps=8, ckpt=100)
+    straight = torchrun("run", str(recipe), "--run-dir", str(tmp_path / "straight"), "--no-progress")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    stopped = torchrun("run", str(recipe), "--run-dir", str(tmp_path / "stopped"), "--no-progress",
+                       env={"TRM_FAULT_KILL_AT_STEP": "5", "TRM_FAULT_SIGNAL": "TERM"})
+    assert stopped.returncode != 0 and "stopped at step 5 of 8, checkpoint written" in stopped.stderr
+    assert (tmp_path / "stopped" / "checkpoints" / "latest").read_text().strip() == "step_5"
+    resumed = torchrun("run", "--resume", str(tmp_path / "stopped"), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert train_records(tmp_path / "stopped") == train_records(tmp_path / "straight")

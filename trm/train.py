@@ -100,7 +100,8 @@ class Trainer:
         self.kill_at_step = int(os.environ.get("TRM_FAULT_KILL_AT_STEP", "0")) or None
         self.kill_signal = getattr(signal, "SIG" + os.environ.get("TRM_FAULT_SIGNAL", "KILL").upper())
         self.resumed = resume
-        self.interrupted = False
+        self.stop_signal: int | None = None  # SIGINT/SIGTERM received by this process (trm/train.py _catch_stop)
+        self.stop_agreed = False  # every process knows of a stop request (at once with one process)
         if resume:
             self._resume()
 
@@ -224,7 +225,7 @@ class Trainer:
         window_start, window_steps = time.perf_counter(), 0
         batches = iter(self.loader)
         checkpoint_every = self.recipe.train.checkpoint_every
-        previous_handler = self._catch_interrupt()
+        previous_handlers = self._catch_stop()
         while self.step < self.total_steps:
             metrics = self.train_step(next(batches))
             if self.step == self.kill_at_step:
@@ -246,11 +247,11 @@ class Trainer:
                 evaluated = True
             if (evaluated and checkpoint_every is None) or (checkpoint_every and self.step % checkpoint_every == 0):
                 self.save()
-            if self.interrupted:
-                self._stop_interrupted(bar)
+            if self.stop_agreed or (self.stop_signal is not None and acc.num_processes == 1):
+                self._stop_gracefully(bar)
         bar.close()
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
+        for signum, previous in previous_handlers.items():
+            signal.signal(signum, previous)
         # The final evaluation counts as the one due now: a resume with more epochs must not repeat it at once.
         while self.next_eval_epoch <= self.loader.epoch:
             self.next_eval_epoch += float(self.recipe.eval.every)
@@ -263,30 +264,39 @@ class Trainer:
             acc.end_training()
         return self.last_eval
 
-    def _catch_interrupt(self) -> Any:
-        """On one process, the first Ctrl-C finishes the current step and writes a checkpoint before stopping; the
-        second stops at once. (With several processes each gets its own signal at its own moment, so a collective
-        checkpoint could deadlock: there Ctrl-C stops at once and the last checkpoint stands.)"""
+    def _catch_stop(self) -> dict[int, Any]:
+        """SIGINT (Ctrl-C) and SIGTERM (schedulers, preemption) finish the current step, write a checkpoint and stop.
+
+        With several processes the request travels with the metrics all-reduce of the next log step, so that every
+        process stops after the same step (a checkpoint is collective); that costs no extra synchronisation but may
+        take up to ``train.log_every`` steps. The same signal a second time stops at once; a different one (torchrun
+        answers Ctrl-C by sending SIGTERM to its workers) does not escalate.
+        """
         import threading
 
-        if self.accelerator.num_processes > 1 or threading.current_thread() is not threading.main_thread():
-            return None
+        if threading.current_thread() is not threading.main_thread():
+            return {}
 
         def handler(signum: int, frame: Any) -> None:
-            if self.interrupted:
-                raise KeyboardInterrupt
-            self.interrupted = True
-            print("\ninterrupted: finishing this step and writing a checkpoint (Ctrl-C again stops at once)",
-                  file=sys.stderr, flush=True)
+            if self.stop_signal == signum:
+                if signum == signal.SIGINT:
+                    raise KeyboardInterrupt
+                raise SystemExit(128 + signum)
+            if self.stop_signal is None and self.is_main:
+                when = "this step" if self.accelerator.num_processes == 1 else "the next log step"
+                print(f"\n{signal.Signals(signum).name}: finishing {when} and writing a checkpoint "
+                      "(the same signal again stops at once)", file=sys.stderr, flush=True)
+            self.stop_signal = self.stop_signal or signum
 
-        return signal.signal(signal.SIGINT, handler)
+        return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
 
-    def _stop_interrupted(self, bar: Any) -> None:
+    def _stop_gracefully(self, bar: Any) -> None:
         bar.close()
         self.save()
-        print(f"stopped at step {self.step} of {self.total_steps}, checkpoint written; continue with "
-              f"`trm run --resume {self.run_dir}`", file=sys.stderr, flush=True)
-        raise SystemExit(130)
+        if self.is_main:
+            print(f"stopped at step {self.step} of {self.total_steps}, checkpoint written; continue with "
+                  f"`trm run --resume {self.run_dir}`", file=sys.stderr, flush=True)
+        raise SystemExit(128 + (self.stop_signal or signal.SIGTERM))
 
     def _print_summary(self, seconds: float) -> None:
         minutes, secs = divmod(int(seconds), 60)
@@ -301,6 +311,7 @@ class Trainer:
         print("\n".join(lines), flush=True)
 
     def _log_train(self, window: dict[str, torch.Tensor], steps: int, seconds: float) -> dict[str, float]:
+        window = {**window, "stop": torch.tensor(float(self.stop_signal is not None))}
         keys = sorted(window)
         stacked = torch.stack([torch.as_tensor(window[k], dtype=torch.float32, device=self.accelerator.device) for k in keys])
         lr = float(window["lr"]) / steps
@@ -309,9 +320,10 @@ class Trainer:
         count = max(summed.get("count", 0.0), 1.0)
         record: dict[str, Any] = {"kind": "train", "step": self.step, "epoch": round(self.loader.epoch, 4)}
         for key, value in summed.items():
-            if key in ("lr", "count"):
+            if key in ("lr", "count", "stop"):
                 continue
             record[key] = value / (steps * self.plan.global_batch) if key.endswith("loss") else value / count
+        self.stop_agreed = summed["stop"] > 0
         record["halted"] = summed.get("count", 0.0) / steps
         record["lr"] = lr
         record["samples_per_s"] = steps * self.plan.global_batch / max(seconds, 1e-9)
