@@ -34,7 +34,7 @@ def write_recipe(tmp_path: Path, steps: int = 30, ckpt: int | None = None, extra
 
 
 def trm(*args, env=None, cwd=None, timeout=600):
-    environment = {**os.environ, "TRM_TRACKERS": "none", **(env or {})}
+    environment = {**os.environ, "TRM_TRACKERS": "none", "MKL_CBWR": "AUTO,STRICT", **(env or {})}
     return subprocess.run([sys.executable, "-m", "trm", *args], capture_output=True, text=True, env=environment,
                           cwd=cwd or REPO, timeout=timeout)
 
@@ -42,6 +42,21 @@ def trm(*args, env=None, cwd=None, timeout=600):
 def train_records(run_dir: Path) -> list[dict]:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in r.items() if k != "samples_per_s"} for r in records if r["kind"] == "train"]
+
+
+def assert_same_records(got: list[dict], expected: list[dict]) -> None:
+    """Same keys, steps and counts; floats equal to 1e-5 relative. Intel MKL may round a float32 matmul differently
+    from one process to the next (its results depend on memory alignment unless MKL_CBWR=AUTO,STRICT), which was
+    seen once at 2e-6 in two identical fresh runs; a resume that lost state differs by far more (other data, other
+    exploration draws, reset carries)."""
+    assert len(got) == len(expected)
+    for left, right in zip(got, expected):
+        assert left.keys() == right.keys()
+        for key, value in right.items():
+            if isinstance(value, float):
+                assert left[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (key, right.get("step"))
+            else:
+                assert left[key] == value, (key, right.get("step"))
 
 
 def eval_records(run_dir: Path) -> list[dict]:
@@ -134,9 +149,9 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     resumed = trm("run", "--resume", str(tmp_path / "killed"), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stdout and "at step 8" in resumed.stdout
-    assert train_records(tmp_path / "killed") == train_records(tmp_path / "straight")
+    assert_same_records(train_records(tmp_path / "killed"), train_records(tmp_path / "straight"))
     final = lambda run: {k: v for k, v in eval_records(run)[-1].items()}  # noqa: E731
-    assert final(tmp_path / "killed") == final(tmp_path / "straight")
+    assert_same_records([final(tmp_path / "killed")], [final(tmp_path / "straight")])
 
 
 def test_resume_refuses_a_store_with_another_fingerprint(tmp_path):
@@ -155,7 +170,8 @@ def torchrun(*args, env=None):
     # torchrun sets the variables Accelerate reads; `accelerate launch --cpu --num_processes 2` starts one process.
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "trm", *args]
     return subprocess.run(launch, capture_output=True, text=True, cwd=REPO, timeout=600,
-                          env=dict(os.environ, TRM_TRACKERS="none", OMP_NUM_THREADS="1", **(env or {})))
+                          env={**os.environ, "TRM_TRACKERS": "none", "OMP_NUM_THREADS": "1", "MKL_CBWR": "AUTO,STRICT",
+                               **(env or {})})
 
 
 def test_two_process_sigkill_then_resume_equals_uninterrupted(tmp_path):
@@ -171,8 +187,8 @@ def test_two_process_sigkill_then_resume_equals_uninterrupted(tmp_path):
     resumed = torchrun("run", "--resume", str(tmp_path / "killed"), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "at step 4" in resumed.stdout and "note:" not in resumed.stdout
-    assert train_records(tmp_path / "killed") == train_records(tmp_path / "straight")
-    assert eval_records(tmp_path / "killed") == eval_records(tmp_path / "straight")
+    assert_same_records(train_records(tmp_path / "killed"), train_records(tmp_path / "straight"))
+    assert_same_records(eval_records(tmp_path / "killed"), eval_records(tmp_path / "straight"))
     single = trm("run", "--resume", str(tmp_path / "straight"), "train.max_steps=10", "--no-progress")
     assert single.returncode == 0, single.stderr[-3000:]
     assert "written by 2 process(es), this run has 1" in single.stdout
@@ -209,7 +225,7 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(tmp_pa
     assert (tmp_path / "cut" / "checkpoints" / "latest").read_text().strip() == "step_7"
     resumed = trm("run", "--resume", str(tmp_path / "cut"), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert train_records(tmp_path / "cut") == train_records(tmp_path / "straight")
+    assert_same_records(train_records(tmp_path / "cut"), train_records(tmp_path / "straight"))
     assert "run complete: 12 optimizer steps" in resumed.stdout
     terminated = trm("run", str(recipe), "--run-dir", str(tmp_path / "term"), "--no-progress",
                      env={"TRM_FAULT_KILL_AT_STEP": "3", "TRM_FAULT_SIGNAL": "TERM"})  # a scheduler's stop
@@ -283,4 +299,4 @@ def test_sigterm_on_two_processes_stops_both_after_the_same_step_with_a_checkpoi
     assert (tmp_path / "stopped" / "checkpoints" / "latest").read_text().strip() == "step_5"
     resumed = torchrun("run", "--resume", str(tmp_path / "stopped"), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert train_records(tmp_path / "stopped") == train_records(tmp_path / "straight")
+    assert_same_records(train_records(tmp_path / "stopped"), train_records(tmp_path / "straight"))
