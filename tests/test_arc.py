@@ -493,3 +493,51 @@ def test_arc_command_help_is_sentence_case():
             if isinstance(param, __import__("click").Option) and param.help:
                 assert param.help[0].isupper() and param.help.endswith("."), (name, param.name, param.help)
     assert CliRunner().invoke(arc_group, ["stats", "--help"]).exit_code == 0
+
+
+def test_arc_vote_evaluation_is_the_same_on_one_and_two_processes(arc_dir, tmp_path):
+    """arc_vote in many processes: each scores its shard, the votes are gathered, and the metrics and the
+    submission equal a one-process evaluation of the same checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    recipe = tmp_path / "arc_tiny.yaml"
+    recipe.write_text(
+        f"extends: {REPO}/recipes/arc_small.yaml\n"
+        f"task: {{name: arc, options: {{source: {arc_dir}, subsets: [training, evaluation, concept], "
+        f"test_subset: evaluation, task_ids: null, num_aug: 3, seed: 1}}}}\n"
+        f"data: {{store: {tmp_path / 'arc.zarr'}, build_if_missing: true}}\n"
+        "model: {hidden_size: 32, h_cycles: 1, l_cycles: 1, puzzle_emb_len: 1, puzzle_emb_dim: 32}\n"
+        "backbone: {name: attention, options: {layers: 1, num_heads: 2}}\n"
+        "train: {global_batch_size: 8, max_steps: 2, compile: 'off'}\n"
+        "eval: {every: null, batch_size: 6}\n")  # 6: the last window is padded, and each process gets 3 rows
+    env = {**os.environ, "TRM_TRACKERS": "none", "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "run"
+
+    def call(*args: str, processes: int = 1) -> subprocess.CompletedProcess:
+        launch = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1
+                  else [sys.executable])
+        result = subprocess.run([*launch, "-m", "trm", *args], capture_output=True, text=True, env=env, cwd=REPO,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    call("run", str(recipe), "--run-dir", str(run), "--no-progress")
+    reports = []
+    for processes in (1, 2):
+        out = tmp_path / f"eval{processes}.json"
+        call("eval", str(run), "--out", str(out), "--no-progress", processes=processes)
+        reports.append(json.loads(out.read_text()))
+    one, two = reports
+    assert (one["processes"], two["processes"]) == (1, 2)
+    votes = {k: v for k, v in one["metrics"].items() if k.startswith("arc_vote/")}
+    assert votes and votes == {k: v for k, v in two["metrics"].items() if k.startswith("arc_vote/")}
+    assert votes["arc_vote/test_inputs_without_votes"] == 0 and votes["arc_vote/scored_tasks"] == 2
+    submissions = [json.loads(next(Path(p) for p in r["artefacts"] if p.endswith("submission.json")).read_text())
+                   for r in reports]
+    assert submissions[0] == submissions[1]
+    assert {task: len(entries) for task, entries in submissions[0].items()} == {"evalA": 2, "evalB": 1}
+    assert all(set(entry) == {"attempt_1", "attempt_2"} for entries in submissions[0].values() for entry in entries)

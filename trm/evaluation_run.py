@@ -108,7 +108,7 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str 
         written += [Path(path) for path in evaluator.write(artefacts) or []]
     report = {"checkpoint": str(checkpoint), "step": step, "split": recipe.eval.split, "max_steps": steps,
               "limit": recipe.eval.limit, "weights": "ema" if use_ema and parts["ema"] is not None else "live",
-              "store": str(recipe.data.store), "metrics": metrics, "artefacts": [str(path) for path in written]}
+              "store": str(recipe.data.store), "processes": accelerator.num_processes, "metrics": metrics, "artefacts": [str(path) for path in written]}
     out = out or run_dir / f"eval-step_{step}-{recipe.eval.split}-{stamp}.json"
     temporary = out.with_name(f".{out.name}.partial-{os.getpid()}")
     temporary.write_text(json.dumps(report, indent=2))
