@@ -14,25 +14,19 @@ than coercing them. docs/recipes.md is the reference for every key below.
 from __future__ import annotations
 
 import re
-import typing
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import attrs
-import cattrs
 import yaml
-from cattrs.errors import (
-    AttributeValidationNote,
-    ClassValidationError,
-    ForbiddenExtraKeysError,
-    IterableValidationError,
-    IterableValidationNote,
-)
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from trm.errors import RecipeError, UserError
-from trm.plugins import PluginHost, did_you_mean, get_host
+from trm.plugins import PluginHost, get_host
+from trm.structuring import GENERIC_QUOTE_HINT, describe, explain, make_converter, messages, problem
 
-__all__ = ["Recipe", "RecipeError", "load_recipe", "parse_value", "structure_options", "dump_recipe", "recipe_to_dict"]
+__all__ = ["Recipe", "RecipeError", "load_recipe", "parse_value", "structure_options", "dump_recipe", "recipe_to_dict",
+           "explain", "GENERIC_QUOTE_HINT"]  # the last two: re-exported from trm.structuring
 
 
 def _help(text: str) -> dict[str, str]:
@@ -259,128 +253,20 @@ Recipe: Any = None  # filled by _recipe_class()
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Strict structuring.
+# Structuring (the strict hooks and messages are in trm/structuring.py) and plugin sections.
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, (dict, list)):
-        return "a mapping" if isinstance(value, dict) else "a list"
-    return f"{type(value).__name__} {value!r}"
-
-
-GENERIC_QUOTE_HINT = "; YAML reads unquoted digits as a number: quote the value, e.g. '\"00576224\"'"
-
-
-def _strict(kind: type) -> Any:
-    def hook(value: Any, _type: Any) -> Any:
-        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if not ok:
-            hint = ""
-            if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-                # e.g. an ARC task id 00576224, which YAML 1.1 reads as the octal number 195732
-                hint = GENERIC_QUOTE_HINT
-            raise TypeError(f"expected {kind.__name__}, got {_describe(value)}{hint}")
-        return value
-
-    return hook
-
-
-def _literal_hook(value: Any, literal: Any) -> Any:
-    allowed = typing.get_args(literal)
-    if isinstance(value, bool) and {"on", "off"} <= set(allowed):  # YAML 1.1 reads `compile: off` as False
-        return "on" if value else "off"
-    if value not in allowed:
-        names = [str(a) for a in allowed]
-        hint = did_you_mean(str(value), names) if isinstance(value, str) else ""
-        raise ValueError(f"expected one of {', '.join(repr(a) for a in allowed)}, got {_describe(value)}{hint}")
-    return value
 
 
 def _plugin_section_hook(value: Any, _type: Any) -> PluginSection:
     if isinstance(value, str):  # `evaluators: [exact_match]` is shorthand for [{name: exact_match}]
         return PluginSection(value)
     if not isinstance(value, dict):
-        raise TypeError(f"expected a mapping {{name, options}} or a name, got {_describe(value)}")
+        raise TypeError(f"expected a mapping {{name, options}} or a name, got {describe(value)}")
     return _section_converter.structure(value, PluginSection)
 
 
-def _with_validators(cl: type, structure: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """``structure`` for attrs class ``cl``, with every field's validator run and all failures reported at once.
-
-    A value that is not a mapping is refused in words.
-
-    attrs runs validators inside ``__init__`` and stops at the first failure, which cattrs passes on bare (no key,
-    the raw attrs tuple as message). Here the instance is built with validators off, then each field's validator
-    runs and its failure carries the field's name, as a wrong type does.
-    """
-    checked = [field for field in attrs.fields(cl) if field.validator is not None]
-
-    def hook(value: Any, type_: Any) -> Any:
-        if not isinstance(value, Mapping):  # else cattrs' own "argument of type 'int' is not iterable"
-            raise TypeError(f"expected a mapping, got {_describe(value)}")
-        if not checked:
-            return structure(value, type_)
-        try:
-            instance = _unvalidated(structure, value, type_)
-        except ClassValidationError as exc:
-            # Some keys have wrong types: still check the ranges of the others (the bad ones left at their defaults).
-            notes = [note for _, note in exc.group_exceptions()[0]]
-            failed = {note.name for note in notes if isinstance(note, AttributeValidationNote)}
-            try:
-                rest = _unvalidated(structure, {k: v for k, v in value.items() if k not in failed}, type_)
-            except Exception:  # a bad key without a default: its type error is enough for now
-                raise exc from None
-            problems = _failed_validators(cl, rest, [field for field in checked if field.name not in failed])
-            raise ClassValidationError(exc.message, [*exc.exceptions, *problems], cl) from None
-        problems = _failed_validators(cl, instance, checked)
-        if problems:
-            raise ClassValidationError(f"While structuring {cl.__name__}", problems, cl)
-        return instance
-
-    return hook
-
-
-def _unvalidated(structure: Callable[[Any, Any], Any], value: Any, type_: Any) -> Any:
-    previously = attrs.validators.get_disabled()  # nested classes come through here too: restore, do not enable
-    attrs.validators.set_disabled(True)
-    try:
-        return structure(value, type_)
-    finally:
-        attrs.validators.set_disabled(previously)
-
-
-def _failed_validators(cl: type, instance: Any, fields: Sequence[attrs.Attribute]) -> list[Exception]:
-    problems: list[Exception] = []
-    for field in fields:
-        try:
-            field.validator(instance, field, getattr(instance, field.name))
-        except (TypeError, ValueError) as exc:
-            where = f"Validating {cl.__qualname__} @ attribute {field.name}"
-            note = AttributeValidationNote(where, field.name, field.type)
-            exc.__notes__ = [*getattr(exc, "__notes__", []), note]
-            problems.append(exc)
-    return problems
-
-
-def _make_converter() -> cattrs.Converter:
-    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-    for kind in (int, float, str, bool):
-        converter.register_structure_hook(kind, _strict(kind))
-    converter.register_structure_hook_func(lambda t: typing.get_origin(t) is Literal, _literal_hook)
-    converter.register_structure_hook(Any, lambda value, _type: value)
-    converter.register_structure_hook_factory(
-        attrs.has, lambda cl: _with_validators(cl, converter.gen_structure_attrs_fromdict(cl))
-    )
-    return converter
-
-
-converter = _make_converter()
-_section_converter = _make_converter()  # structures PluginSection itself (no shorthand recursion)
+converter = make_converter()
+_section_converter = make_converter()  # structures PluginSection itself (no shorthand recursion)
 _section_converter.register_structure_hook(
     PluginSection,
     lambda value, _t: PluginSection(**_check_section_keys(value)),
@@ -396,85 +282,26 @@ def _check_section_keys(value: dict) -> dict:
     if "name" not in value:
         raise ValueError("required key 'name' missing")
     if not isinstance(value["name"], str):
-        raise TypeError(f"'name' must be a string, got {_describe(value['name'])}")
+        raise TypeError(f"'name' must be a string, got {describe(value['name'])}")
     options = value.get("options", {})
     if options is None:
         options = {}
     if not isinstance(options, dict):
-        raise TypeError(f"'options' must be a mapping, got {_describe(options)}")
+        raise TypeError(f"'options' must be a mapping, got {describe(options)}")
     if problems:
         raise ClassValidationError("extra keys", problems, PluginSection)
     return {"name": value["name"], "options": options}
 
 
-def _messages(exc: BaseException, path: str) -> Iterator[str]:
-    """Flatten a cattrs error tree into ``$.path: message`` lines."""
-    if isinstance(exc, (ClassValidationError, IterableValidationError)):
-        with_notes, without = exc.group_exceptions()
-        for sub, note in with_notes:
-            if isinstance(note, AttributeValidationNote):
-                yield from _messages(sub, f"{path}.{note.name}")
-            elif isinstance(note, IterableValidationNote):
-                yield from _messages(sub, f"{path}[{note.index!r}]")
-            else:
-                yield from _messages(sub, path)
-        for sub in without:
-            yield from _messages(sub, path)
-    elif isinstance(exc, ForbiddenExtraKeysError):
-        fields = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
-        for key in sorted(exc.extra_fields):
-            yield f"{path}.{key}: unknown key{did_you_mean(key, fields)}"
-    elif isinstance(exc, KeyError):
-        yield f"{path}: required key missing"
-    else:
-        yield _problem(path, exc)
-
-
-_NAMED = re.compile(r"^'(?P<name>\w+)' (?P<rest>must .*)$", re.DOTALL)  # attrs: "'size' must be ..."
-_COMPARED = re.compile(r"^must be (?P<op>[<>]=?) (?P<bound>\S+): (?P<value>.*)$", re.DOTALL)  # attrs gt, ge...
-
-
-def explain(exc: BaseException) -> tuple[str | None, str]:
-    """(attribute name or None, clean one-line message) of an error, attrs validators' included.
-
-    attrs raises ``ValueError("'size' must be in [4, 6, 9] (got 5)", Attribute(...), [4, 6, 9], 5)``, whose text is
-    that whole tuple, and ``ValueError("'hidden_size' must be > 0: -64")``; these become ``('size', 'must be one of
-    4, 6, 9 (got 5)')`` and ``('hidden_size', 'must be > 0 (got -64)')``.
-    """
-    args = exc.args
-    text = args[0] if args and isinstance(args[0], str) else str(exc)
-    attribute = args[1] if len(args) == 4 and isinstance(args[1], attrs.Attribute) else None
-    name = attribute.name if attribute is not None else None
-    named = _NAMED.match(text)
-    if named and name in (None, named["name"]):
-        name, text = named["name"], named["rest"]
-    if attribute is not None and isinstance(exc, ValueError) and text.startswith("must be in "):  # attrs in_()
-        text = f"must be one of {', '.join(str(option) for option in args[2])} (got {args[3]!r})"
-    elif attribute is not None and isinstance(exc, TypeError):  # attrs instance_of()
-        text = f"expected {getattr(args[2], '__name__', args[2])}, got {_describe(args[3])}"
-    elif compared := _COMPARED.match(text):
-        text = f"must be {compared['op']} {compared['bound']} (got {compared['value']})"
-    lines = text.strip().splitlines()
-    return name, lines[0] if lines else type(exc).__name__
-
-
-def _problem(path: str, exc: BaseException) -> str:
-    """``path: message``, the attribute a validator names appended to the path unless it is there already."""
-    name, text = explain(exc)
-    if name is not None and not path.endswith(f".{name}"):
-        path = f"{path}.{name}"
-    return f"{path}: {text}"
-
-
 def _structure(data: Any, cls: type, path: str) -> tuple[Any, list[str]]:
     if not isinstance(data, dict):
-        return None, [f"{path}: expected a mapping, got {_describe(data)}"]
+        return None, [f"{path}: expected a mapping, got {describe(data)}"]
     try:
         return converter.structure(data, cls), []
     except (ClassValidationError, IterableValidationError) as exc:
-        return None, list(_messages(exc, path))
+        return None, list(messages(exc, path))
     except (TypeError, ValueError) as exc:
-        return None, [_problem(path, exc)]
+        return None, [problem(path, exc)]
 
 
 def structure_options(options_class: type, mapping: Any, path: str = "$.options") -> Any:
@@ -535,7 +362,7 @@ def _resolve_extends(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]
     if base_name is None:
         return data
     if not isinstance(base_name, str):
-        raise UserError(f"{path}: $.extends: expected a file name, got {_describe(base_name)}")
+        raise UserError(f"{path}: $.extends: expected a file name, got {describe(base_name)}")
     base_path = (path.parent / base_name)
     if not base_path.exists():
         raise UserError(f"{path}: $.extends: base recipe '{base_name}' not found (looked at {base_path})")
@@ -557,7 +384,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
                 child = node[part] = {}
             if not isinstance(child, dict):
                 where = ".".join(parts[: depth + 1])
-                raise UserError(f"override {item!r}: $.{where} is {_describe(child)}, not a mapping")
+                raise UserError(f"override {item!r}: $.{where} is {describe(child)}, not a mapping")
             node[part] = child = dict(child)
             node = child
         node[parts[-1]] = parse_value(text)
