@@ -14,7 +14,8 @@ import pytest
 
 from conftest import SHARED_DATA
 from trm.plugins import registry
-from trm.store import build_store, open_store
+from trm.store import open_store
+from trm.store_write import build_store
 from trm.types import EvalContext
 from trm_arc.augment import choose_versions, task_hash
 from trm_arc.build import plan_build, plan_statistics

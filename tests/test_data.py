@@ -11,7 +11,8 @@ import torch
 
 from trm.data import EvalLoader, TrainLoader
 from trm.errors import UserError
-from trm.store import build_store, open_store
+from trm.store import open_store
+from trm.store_write import build_store
 from trm.types import TaskSpec
 
 

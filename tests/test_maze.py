@@ -10,7 +10,8 @@ import pytest
 from conftest import SHARED_DATA
 from trm.errors import UserError
 from trm.plugins import registry
-from trm.store import build_store, open_store
+from trm.store import open_store
+from trm.store_write import build_store
 from trm_maze import dihedral
 from trm_maze.build import dims
 from trm_maze.csv_source import read_csv

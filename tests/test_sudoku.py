@@ -9,7 +9,8 @@ import pytest
 
 from conftest import SHARED_DATA
 from trm.errors import UserError
-from trm.store import build_store, open_store
+from trm.store import open_store
+from trm.store_write import build_store
 from trm_sudoku import SudokuOptions, dims, trm_tasks
 from trm_sudoku.augment import is_valid_solution, shuffle_boards
 from trm_sudoku.csv_source import read_csv

@@ -18,7 +18,8 @@ from trm.types import BackboneShape, TaskDims
 
 def open_recipe_store(recipe: Any, *, build: bool = True, show_progress: bool = True) -> Any:
     """The recipe's dataset store, built first from the task options when missing and ``data.build_if_missing``."""
-    from trm.store import build_store, open_store
+    from trm.store import open_store
+    from trm.store_write import build_store
 
     path = Path(recipe.data.store)
     if not path.exists():

@@ -103,7 +103,8 @@ def augment(task: str, options: tuple[str, ...], source: str | None, out: str, o
     """
     from trm.config import structure_options
     from trm.plugins import registry
-    from trm.store import build_store, open_store
+    from trm.store import open_store
+    from trm.store_write import build_store
 
     spec = registry("tasks").get(task)
     mapping = parse_options(options)

@@ -124,7 +124,7 @@ class TaskSpec:
     """A task plugin.
 
     ``build(options, writer)`` reads the raw source named in ``options`` and writes every split through ``writer``
-    (a ``trm.store.DatasetWriter``; tasks never touch zarr). ``render(tokens, info)`` turns one sequence of tokens
+    (a ``trm.store_write.DatasetWriter``; tasks never touch zarr). ``render(tokens, info)`` turns one sequence of tokens
     (inputs, labels or predictions) into text. ``default_evaluators`` are used when a recipe names none.
     ``dims(options) -> TaskDims`` tells the sizes a build would have, so a model can be summarised without a store.
     """

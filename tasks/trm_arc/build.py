@@ -191,7 +191,7 @@ def plan_statistics(plan: BuildPlan) -> dict[str, Any]:
 
 
 def write_plan(plan: BuildPlan, options: ArcOptions, writer: Any) -> None:
-    """Write both splits of a plan through ``writer`` (trm.store.DatasetWriter), train first."""
+    """Write both splits of a plan through ``writer`` (trm.store_write.DatasetWriter), train first."""
     progress = getattr(writer, "progress", None) or _identity_progress
     writer.set_vocabulary(vocab_size=VOCAB_SIZE, seq_len=SEQ_LEN, pad_id=0, ignore_label_id=0,
                           token_names=list(TOKEN_NAMES))
