@@ -61,3 +61,19 @@ def fresh_global_host(monkeypatch):
     plugins.reset_host()
     yield
     plugins.reset_host()
+
+
+@pytest.fixture
+def arc_dir(tmp_path):
+    """ARC subsets of tiny tasks in the Kaggle layout: training (2 tasks), evaluation (2 tasks, one with 2 test
+    inputs), concept (1)."""
+    import numpy as np
+
+    from arc_tasks import make_task
+    from trm_arc.kaggle import write_subset
+
+    rng = np.random.default_rng(7)
+    write_subset(tmp_path, "training", {"trainA": make_task(rng, 3), "trainB": make_task(rng, 2)})
+    write_subset(tmp_path, "evaluation", {"evalA": make_task(rng, 2, 2), "evalB": make_task(rng, 3, 1)})
+    write_subset(tmp_path, "concept", {"Concept1": make_task(rng, 2, 3)})
+    return tmp_path
