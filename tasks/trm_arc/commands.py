@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -50,13 +51,22 @@ def arc_group() -> None:
     """ARC task tools: leakage check and build statistics."""
 
 
+def _build_choice(command: Any) -> Any:
+    """STORE and the flags that stand for (or override) its recorded build options, shared by both commands."""
+    for decorator in reversed((
+        click.argument("store", required=False),
+        click.option("--source", help="Directory of the Kaggle JSON files (default: the store's recorded source)."),
+        click.option("--subsets", default=None,
+                     help=f"Comma-separated subsets to build from (default: the store's, else {DEFAULT_SUBSETS})."),
+        click.option("--test-subset", default=None,
+                     help="The scored subset; '' for none (default: the store's, else evaluation)."),
+    )):
+        command = decorator(command)
+    return command
+
+
 @arc_group.command(name="check-leakage")
-@click.argument("store", required=False)
-@click.option("--source", help="Directory of the Kaggle JSON files (default: the store's recorded source).")
-@click.option("--subsets", default=None,
-              help=f"Comma-separated subsets that would be built (default: the store's, else {DEFAULT_SUBSETS}).")
-@click.option("--test-subset", default=None,
-              help="The scored subset; '' for none (default: the store's, else evaluation).")
+@_build_choice
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 def check_leakage_command(store, source, subsets, test_subset, as_json) -> None:
     """Report test pairs that occur among the training examples (exactly or up to augmentation).
@@ -80,12 +90,7 @@ def check_leakage_command(store, source, subsets, test_subset, as_json) -> None:
 
 
 @arc_group.command(name="stats")
-@click.argument("store", required=False)
-@click.option("--source", help="Directory of the Kaggle JSON files (default: the store's recorded source).")
-@click.option("--subsets", default=None,
-              help=f"Comma-separated subsets (default: the store's, else {DEFAULT_SUBSETS}).")
-@click.option("--test-subset", default=None,
-              help="The scored subset; '' for none (default: the store's, else evaluation).")
+@_build_choice
 @click.option("--num-aug", type=click.IntRange(min=0), default=None,
               help="Augmented versions per task (default: the store's, else 1000).")
 def stats_command(store, source, subsets, test_subset, num_aug) -> None:
