@@ -29,14 +29,10 @@ def headline(metrics: dict[str, Any]) -> str:
 
 def describe_run(directory: Path) -> dict[str, Any]:
     """What the files of one run directory say about it."""
-    records = []
+    from trm.logs import read_metrics  # skips a line cut by a crash
+
     metrics_path = directory / "metrics.jsonl"
-    if metrics_path.exists():
-        for line in metrics_path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a crash
-                continue
+    records = read_metrics(metrics_path) if metrics_path.exists() else []
     train = [r for r in records if r.get("kind") == "train"]
     evals = [r for r in records if r.get("kind") == "eval"]
     latest = directory / "checkpoints" / "latest"

@@ -85,8 +85,9 @@ class Trainer:
                                   world_size=acc.num_processes, seed=recipe.train.seed,
                                   ignore_label_id=info.ignore_label_id)
         split = self.train_split
-        self.total_steps = math.floor(recipe.train.epochs * split.num_groups * split.mean_puzzle_examples
-                                      / self.plan.global_batch)
+        self.epoch_steps = math.floor(recipe.train.epochs * split.num_groups * split.mean_puzzle_examples
+                                      / self.plan.global_batch)  # what train.epochs alone asks for
+        self.total_steps = self.epoch_steps
         if recipe.train.max_steps is not None:
             self.total_steps = min(self.total_steps, recipe.train.max_steps)
         self.step = 0
@@ -127,11 +128,9 @@ class Trainer:
         return lines + model_summary(self.model)
 
     def _steps_line(self) -> str:
-        recipe, split = self.recipe, self.train_split
-        full = math.floor(recipe.train.epochs * split.num_groups * split.mean_puzzle_examples / self.plan.global_batch)
-        epochs = f"{recipe.train.epochs} epochs of {split.num_groups} groups"
-        if self.total_steps < full:
-            return f"{self.total_steps} (capped by train.max_steps; {epochs} would be {full})"
+        epochs = f"{self.recipe.train.epochs} epochs of {self.train_split.num_groups} groups"
+        if self.total_steps < self.epoch_steps:
+            return f"{self.total_steps} (capped by train.max_steps; {epochs} would be {self.epoch_steps})"
         return f"{self.total_steps} ({epochs})"
 
     def _eval_line(self) -> str:
