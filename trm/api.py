@@ -37,6 +37,20 @@ class StepOutput:
         return self.logits.argmax(-1)
 
 
+@attrs.frozen
+class Solution:
+    """Each row's answer where its supervision stopped (NumPy arrays)."""
+
+    predictions: np.ndarray  # [B, L] tokens at the row's stopping step
+    steps: np.ndarray  # [B] supervision steps the row used
+    q_halt: np.ndarray  # [B] halting logit at that step (> 0: the model believes its answer is complete)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """sigmoid(q_halt): the halting head's confidence that the answer is complete."""
+        return 1.0 / (1.0 + np.exp(-self.q_halt))
+
+
 class TrainedModel:
     """A loaded model with its recipe and puzzle-identifier names."""
 
@@ -82,6 +96,22 @@ class TrainedModel:
         for step in range(1, limit + 1):
             carry, out = self.model(carry, batch, max_steps=limit)
             yield StepOutput(step, out["logits"].float().cpu(), out["q_halt"].cpu(), out["q_continue"].cpu())
+
+    def solve(self, inputs: Any, puzzle_identifiers: Sequence[int] | Any = None, *, halting: str = "adaptive",
+              max_steps: int | None = None, halt_threshold: float | None = None, batch_size: int = 256) -> Solution:
+        """Each row's answer with adaptive halting (stop when the halting rule says so, at ``max_steps`` at the
+        latest) or ``halting="fixed"`` (exactly ``max_steps``), through ``trm eval``'s continuous batching."""
+        from trm.evaluate import MemorySplit, evaluate
+
+        batch = self._batch(inputs, puzzle_identifiers)
+        split = MemorySplit(batch["inputs"].cpu().numpy(), np.full(tuple(batch["inputs"].shape), -100, np.int64),
+                            batch["puzzle_identifiers"].cpu().numpy())
+        kept: list[dict[str, np.ndarray]] = []
+        evaluate(self.model, split, [], accelerator=None, global_batch_size=min(batch_size, split.num_examples),
+                 max_steps=max_steps, halting=halting, halt_threshold=halt_threshold, ignore_label_id=None,
+                 show_progress=False, device=self.device, on_examples=lambda _, outputs: kept.append(outputs))
+        return Solution(np.concatenate([k["preds"] for k in kept]), np.concatenate([k["steps"] for k in kept]),
+                        np.concatenate([k["q_halt"] for k in kept]))
 
     def run(self, inputs: Any, puzzle_identifiers: Sequence[int] | Any = None, *,
             max_steps: int | None = None) -> list[StepOutput]:

@@ -38,30 +38,78 @@ def run(recipe: str | None, overrides: tuple[str, ...], resume: str | None, run_
     run_training(recipe, overrides, resume=resume, run_dir=run_dir, show_progress=not no_progress)
 
 
+def _depths(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        depths = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated step counts such as 1,2,4,8,16 (got {value!r})") from None
+    if not depths or min(depths) < 1:
+        raise click.BadParameter(f"expected step counts >= 1 (got {value!r})")
+    return depths
+
+
 @click.command("eval")
 @click.argument("target", type=click.Path())
 @click.argument("overrides", nargs=-1)
 @click.option("--split", default=None, help="Split of the store to evaluate (default: the recipe's eval.split).")
-@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Supervision steps per example; may exceed training's (test-time depth).")
+@click.option("--halting", type=click.Choice(["adaptive", "fixed"]), default=None,
+              help="adaptive: each example stops when the halting rule says so (at --max-steps at the latest); "
+                   "fixed: every example takes --max-steps steps. Default: the recipe's eval.halting.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None,
+              help="The depth cap (adaptive) or the depth (fixed); may exceed training's (test-time depth). "
+                   "Default: eval.max_steps, else the halting strategy's max_steps.")
+@click.option("--halt-threshold", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
+              help="Adaptive only: stop when the halting confidence sigmoid(logit) exceeds this (default: the "
+                   "strategy's rule, 0.5).")
+@click.option("--depth-curve", "depth_curve", default=None, metavar="N,N,...",
+              help="Evaluate at each of these fixed depths and adaptively (capped at the largest); writes "
+                   "depth_curve.json/.csv/.png (in the run's eval/ folder, or --out-dir).")
+@click.option("--metric", default=None, help="With --depth-curve: the metric to plot (default: the first exact-accuracy one).")
+@click.option("--out-dir", "out_dir", type=click.Path(file_okay=False), default=None, help="With --depth-curve: folder for its files.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate a fixed random subset of this many examples.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Global evaluation batch (default: the recipe's).")
 @click.option("--raw", is_flag=True, help="Use the live weights instead of the EMA weights.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON file for the results (default: in the run directory).")
 @click.option("--allow-other-store", is_flag=True, help="Evaluate on a store whose fingerprint differs from training's.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def eval_command(target: str, overrides: tuple[str, ...], split: str | None, max_steps: int | None, limit: int | None,
-                 batch_size: int | None, raw: bool, out: str | None, allow_other_store: bool, no_progress: bool) -> None:
+def eval_command(target: str, overrides: tuple[str, ...], split: str | None, halting: str | None,
+                 max_steps: int | None, halt_threshold: float | None, depth_curve: str | None, metric: str | None,
+                 out_dir: str | None, limit: int | None, batch_size: int | None, raw: bool, out: str | None,
+                 allow_other_store: bool, no_progress: bool) -> None:
     """Evaluate TARGET (a run directory or one of its checkpoints) and print a table; writes JSON.
 
     OVERRIDES change the run's saved recipe, e.g. data.store=other.zarr or eval.evaluators=[exact_match].
+    The table ends with eval/puzzles_per_s, eval/mean_steps, eval/p90_steps and eval/max_steps (steps used).
     """
-    from trm.evaluation_run import evaluate_checkpoint
+    from trm.evaluation_run import depth_curve as run_depth_curve, evaluate_checkpoint
     from trm.evaluate import format_table
 
     started = time.perf_counter()
+    depths = _depths(depth_curve)
+    if depths is not None:
+        if halting is not None or max_steps is not None or out is not None:
+            raise UserError("--depth-curve sets the depths itself: drop --halting, --max-steps and --out "
+                            "(use --out-dir for its files)")
+        curve = run_depth_curve(Path(target), overrides, depths, split=split, limit=limit, batch_size=batch_size,
+                                use_ema=not raw, allow_other_store=allow_other_store, show_progress=not no_progress,
+                                out_dir=Path(out_dir) if out_dir else None, metric=metric,
+                                halt_threshold=halt_threshold)
+        if curve is None:
+            return
+        rows, table, picture = curve
+        click.echo(format_depth_curve(rows))
+        click.echo(f"table: {table} (and .csv)")
+        click.echo(f"picture: {picture}" if picture else "picture: not drawn (matplotlib is not installed)")
+        click.echo(f"({time.perf_counter() - started:.1f} s)")
+        return
+    if metric is not None or out_dir is not None:
+        raise UserError("--metric and --out-dir belong to --depth-curve")
     result = evaluate_checkpoint(Path(target), overrides, split=split, max_steps=max_steps, limit=limit,
                                  batch_size=batch_size, use_ema=not raw, allow_other_store=allow_other_store,
-                                 show_progress=not no_progress, out=Path(out) if out else None)
+                                 show_progress=not no_progress, out=Path(out) if out else None, halting=halting,
+                                 halt_threshold=halt_threshold)
     if result is None:
         return
     metrics, written, artefacts = result
@@ -69,3 +117,13 @@ def eval_command(target: str, overrides: tuple[str, ...], split: str | None, max
     click.echo(f"results: {written} ({time.perf_counter() - started:.1f} s)")
     for path in artefacts:  # e.g. ARC's submission.json, Maze's failure renderings
         click.echo(f"written: {path}")
+
+
+def format_depth_curve(rows: list[dict]) -> str:
+    """The depth curve as a terminal table."""
+    metric = rows[0]["metric"]
+    lines = [f"{'halting':<9} {'depth':>5} {metric:>28} {'mean steps':>10} {'p90':>5} {'puzzles/s':>10}"]
+    for row in rows:
+        lines.append(f"{row['halting']:<9} {row['depth']:>5} {row['value']:>28.4f} {row['mean_steps']:>10.2f} "
+                     f"{row['p90_steps']:>5.0f} {row['puzzles_per_s']:>10.1f}")
+    return "\n".join(lines)

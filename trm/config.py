@@ -115,6 +115,11 @@ def _maybe(validator: Any) -> Any:
     return attrs.validators.optional(validator)
 
 
+def _open_unit_interval(_instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not 0 < value < 1:
+        raise ValueError(f"must be > 0 and < 1 (got {value})")
+
+
 def _betas(_instance: Any, _attribute: attrs.Attribute, value: tuple[float, float]) -> None:
     if not all(0 <= beta < 1 for beta in value):
         raise ValueError(f"each beta must be >= 0 and < 1 (got {list(value)})")
@@ -206,7 +211,18 @@ class EvalConfig:
     )
     max_steps: int | None = attrs.field(
         default=None, validator=_maybe(_at_least_one),
-        metadata=_help("supervision steps at evaluation (may exceed training's: test-time depth)"),
+        metadata=_help("the depth cap (adaptive) or the depth (fixed) at evaluation; may exceed training's "
+                       "(test-time depth); default: the halting strategy's max_steps"),
+    )
+    halting: str = attrs.field(
+        default="adaptive", validator=attrs.validators.in_(("adaptive", "fixed")),
+        metadata=_help("adaptive: each example stops when the halting rule says so (or at max_steps); fixed: "
+                       "every example runs max_steps (the paper's evaluation)"),
+    )
+    halt_threshold: float | None = attrs.field(
+        default=None, validator=_maybe(_open_unit_interval),
+        metadata=_help("adaptive only: stop when the halting confidence sigmoid(halt logit) exceeds this "
+                       "(0 < p < 1); null: the strategy's own rule (p = 0.5)"),
     )
 
 

@@ -56,25 +56,52 @@ def check_eval_options(*, max_steps: int | None, limit: int | None, batch_size: 
         raise UserError(f"--out {out}: no such directory {out.parent}")
 
 
-def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str | None, max_steps: int | None,
-                        limit: int | None, batch_size: int | None, use_ema: bool, allow_other_store: bool,
-                        show_progress: bool, out: Path | None) -> tuple[dict[str, float], Path, list[Path]] | None:
+@attrs.frozen
+class LoadedEvaluation:
+    """Everything one evaluation of a checkpoint needs, loaded once (a depth curve evaluates it many times)."""
+
+    checkpoint: Path
+    run_dir: Path
+    recipe: Any
+    store: Any
+    model: Any
+    parts: dict
+    accelerator: Any
+    use_ema: bool
+
+    @property
+    def step(self) -> int:
+        return int(self.parts["state"]["step"])
+
+    def evaluate(self, *, halting: str, max_steps: int | None, halt_threshold: float | None, artefacts: Path | None,
+                 show_progress: bool) -> tuple[dict[str, float], list[tuple[str, Any]]]:
+        recipe, info = self.recipe, self.store.info
+        evaluators = build_evaluators(recipe, self.store, artefacts)
+        batch = recipe.eval.batch_size if recipe.eval.batch_size is not None else recipe.train.global_batch_size
+        metrics = evaluate(self.model, self.store.split(recipe.eval.split), evaluators, accelerator=self.accelerator,
+                           global_batch_size=batch, max_steps=max_steps, halting=halting,
+                           halt_threshold=halt_threshold, limit=recipe.eval.limit, seed=recipe.train.seed,
+                           ignore_label_id=info.ignore_label_id, pad_id=info.pad_id, show_progress=show_progress)
+        return metrics, evaluators
+
+
+def load_evaluation(target: Path, overrides: tuple[str, ...], *, split: str | None, limit: int | None,
+                    batch_size: int | None, use_ema: bool, allow_other_store: bool) -> LoadedEvaluation:
+    """Read TARGET's recipe (with overrides and options), open its store and load the checkpoint's model."""
     from accelerate import Accelerator
 
-    check_eval_options(max_steps=max_steps, limit=limit, batch_size=batch_size, out=out)
     checkpoint = find_checkpoint(target)
     run_dir = run_dir_of(checkpoint)
     saved = run_dir / "recipe.yaml"
     if not saved.exists():
         raise UserError(f"{run_dir}: no recipe.yaml beside the checkpoint; evaluate a run directory written by trm run")
     recipe = load_recipe(saved, overrides)
-    if split is not None or limit is not None or batch_size is not None or max_steps is not None:
+    if split is not None or limit is not None or batch_size is not None:
         recipe = attrs.evolve(recipe, eval=attrs.evolve(
             recipe.eval,
             split=split if split is not None else recipe.eval.split,
             limit=limit if limit is not None else recipe.eval.limit,
             batch_size=batch_size if batch_size is not None else recipe.eval.batch_size,
-            max_steps=max_steps if max_steps is not None else recipe.eval.max_steps,
         ))
     from trm.train import cpu_processes
 
@@ -91,27 +118,130 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str 
         )
     if not store.has_split(recipe.eval.split):
         raise UserError(f"{recipe.data.store}: has no '{recipe.eval.split}' split")
-    step = int(parts["state"]["step"])
+    return LoadedEvaluation(checkpoint, run_dir, recipe, store, model, parts, accelerator, use_ema)
+
+
+def _write_json(out: Path, report: dict) -> None:
+    temporary = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    temporary.write_text(json.dumps(report, indent=2))
+    os.replace(temporary, out)
+
+
+def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str | None, max_steps: int | None,
+                        limit: int | None, batch_size: int | None, use_ema: bool, allow_other_store: bool,
+                        show_progress: bool, out: Path | None, halting: str | None = None,
+                        halt_threshold: float | None = None) -> tuple[dict[str, float], Path, list[Path]] | None:
+    """``trm eval``: evaluate TARGET once; (metrics, results JSON, artefacts) on the main process."""
+    check_eval_options(max_steps=max_steps, limit=limit, batch_size=batch_size, out=out)
+    loaded = load_evaluation(target, overrides, split=split, limit=limit, batch_size=batch_size, use_ema=use_ema,
+                             allow_other_store=allow_other_store)
+    recipe, parts = loaded.recipe, loaded.parts
+    halting = halting or recipe.eval.halting
+    max_steps = max_steps if max_steps is not None else recipe.eval.max_steps
+    halt_threshold = halt_threshold if halt_threshold is not None else recipe.eval.halt_threshold
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    artefacts = run_dir / "eval" / f"trm-eval-step_{step}-{stamp}"
-    evaluators = build_evaluators(recipe, store, artefacts)
-    steps = recipe.eval.max_steps if recipe.eval.max_steps is not None else model.halting.max_steps
-    batch = recipe.eval.batch_size if recipe.eval.batch_size is not None else recipe.train.global_batch_size
-    metrics = evaluate(model, store.split(recipe.eval.split), evaluators, accelerator=accelerator,
-                       global_batch_size=batch, max_steps=steps,
-                       limit=recipe.eval.limit, seed=recipe.train.seed, ignore_label_id=info.ignore_label_id,
-                       pad_id=info.pad_id, show_progress=show_progress)
-    if not accelerator.is_main_process:
+    artefacts = loaded.run_dir / "eval" / f"trm-eval-step_{loaded.step}-{stamp}"
+    metrics, evaluators = loaded.evaluate(halting=halting, max_steps=max_steps, halt_threshold=halt_threshold,
+                                          artefacts=artefacts, show_progress=show_progress)
+    if not loaded.accelerator.is_main_process:
         return None
     written: list[Path] = []
     for _, evaluator in evaluators:
         written += [Path(path) for path in evaluator.write(artefacts) or []]
-    report = {"checkpoint": str(checkpoint), "step": step, "split": recipe.eval.split, "max_steps": steps,
+    cap = max_steps if max_steps is not None else loaded.model.halting.max_steps
+    report = {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "split": recipe.eval.split,
+              "halting": halting, "step_cap": cap, "halt_threshold": halt_threshold,
+              "puzzles_per_s": metrics["eval/puzzles_per_s"], "mean_steps": metrics["eval/mean_steps"],
+              "p90_steps": metrics["eval/p90_steps"], "max_steps": metrics["eval/max_steps"],
               "limit": recipe.eval.limit, "weights": "ema" if use_ema and parts["ema"] is not None else "live",
-              "store": str(recipe.data.store), "processes": accelerator.num_processes, "metrics": metrics, "artefacts": [str(path) for path in written]}
-    out = out or run_dir / f"eval-step_{step}-{recipe.eval.split}-{stamp}.json"
-    temporary = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    temporary.write_text(json.dumps(report, indent=2))
-    os.replace(temporary, out)
-    get_host().pm.hook.trm_after_eval(recipe=recipe, run_dir=run_dir, step=step, metrics=metrics)
+              "store": str(recipe.data.store), "processes": loaded.accelerator.num_processes, "metrics": metrics,
+              "artefacts": [str(path) for path in written]}
+    out = out or loaded.run_dir / f"eval-step_{loaded.step}-{recipe.eval.split}-{stamp}.json"
+    _write_json(out, report)
+    get_host().pm.hook.trm_after_eval(recipe=recipe, run_dir=loaded.run_dir, step=loaded.step, metrics=metrics)
     return metrics, out, written
+
+
+def headline_metric(metrics: dict[str, float], wanted: str | None = None) -> str:
+    """The metric a depth curve plots: ``wanted``, else the first exact-accuracy metric, else the first one."""
+    names = [key for key in metrics if not key.startswith("eval/")]
+    if wanted is not None:
+        matches = [key for key in names if key == wanted or key.endswith("/" + wanted)]
+        if not matches:
+            raise UserError(f"--metric {wanted}: no such metric; the evaluators report {', '.join(names)}")
+        return matches[0]
+    exact = [key for key in names if "exact" in key]
+    return (exact or names or ["eval/mean_steps"])[0]
+
+
+def depth_curve(target: Path, overrides: tuple[str, ...], depths: list[int], *, split: str | None,
+                limit: int | None, batch_size: int | None, use_ema: bool, allow_other_store: bool,
+                show_progress: bool, out_dir: Path | None, metric: str | None = None,
+                halt_threshold: float | None = None) -> tuple[list[dict[str, Any]], Path, Path | None] | None:
+    """Evaluate at each fixed depth and adaptively (capped at the deepest); write a table (JSON + CSV) and a PNG.
+
+    Returns (rows, table path, picture path or None without matplotlib) on the main process.
+    """
+    if not depths or any(depth < 1 for depth in depths):
+        raise UserError(f"--depth-curve: give supervision-step counts >= 1 separated by commas (got {depths})")
+    check_eval_options(max_steps=None, limit=limit, batch_size=batch_size, out=None)
+    loaded = load_evaluation(target, overrides, split=split, limit=limit, batch_size=batch_size, use_ema=use_ema,
+                             allow_other_store=allow_other_store)
+    halt_threshold = halt_threshold if halt_threshold is not None else loaded.recipe.eval.halt_threshold
+    rows: list[dict[str, Any]] = []
+    runs = [("fixed", depth) for depth in sorted(set(depths))] + [("adaptive", max(depths))]
+    chosen = None
+    for mode, depth in runs:
+        if loaded.accelerator.is_main_process:
+            print(f"depth curve: {mode} {'cap ' if mode == 'adaptive' else ''}{depth} ...", flush=True)
+        metrics, _ = loaded.evaluate(halting=mode, max_steps=depth, halt_threshold=halt_threshold, artefacts=None,
+                                     show_progress=show_progress)
+        chosen = chosen or headline_metric(metrics, metric)
+        rows.append({"halting": mode, "depth": depth, "metric": chosen, "value": metrics[chosen],
+                     "mean_steps": metrics["eval/mean_steps"], "p90_steps": metrics["eval/p90_steps"],
+                     "puzzles_per_s": metrics["eval/puzzles_per_s"], "examples": metrics["eval/examples"]})
+    if not loaded.accelerator.is_main_process:
+        return None
+    out_dir = out_dir or loaded.run_dir / "eval" / f"depth-curve-step_{loaded.step}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = out_dir / "depth_curve.json"
+    _write_json(table, {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "split": loaded.recipe.eval.split,
+                        "limit": loaded.recipe.eval.limit, "rows": rows})
+    with open(out_dir / "depth_curve.csv", "w") as handle:
+        handle.write("halting,depth,metric,value,mean_steps,p90_steps,puzzles_per_s,examples\n")
+        for row in rows:
+            handle.write(",".join(str(row[key]) for key in ("halting", "depth", "metric", "value", "mean_steps",
+                                                             "p90_steps", "puzzles_per_s", "examples")) + "\n")
+    picture = plot_depth_curve(rows, out_dir / "depth_curve.png")
+    return rows, table, picture
+
+
+def plot_depth_curve(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Metric and puzzles/s against supervision steps: fixed depths as a line, the adaptive point marked."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fixed = [row for row in rows if row["halting"] == "fixed"]
+    adaptive = [row for row in rows if row["halting"] == "adaptive"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    metric = rows[0]["metric"]
+    left.plot([r["depth"] for r in fixed], [r["value"] for r in fixed], "o-", label="fixed depth")
+    left.plot([r["mean_steps"] for r in adaptive], [r["value"] for r in adaptive], "r*", markersize=14,
+              label=f"adaptive (cap {adaptive[0]['depth']}), at its mean steps" if adaptive else "adaptive")
+    left.set(xscale="log", xlabel="supervision steps", ylabel=metric, title=f"{metric} against depth")
+    left.grid(alpha=0.3)
+    left.legend()
+    right.plot([r["depth"] for r in fixed], [r["puzzles_per_s"] for r in fixed], "o-", label="fixed depth")
+    right.plot([r["mean_steps"] for r in adaptive], [r["puzzles_per_s"] for r in adaptive], "r*", markersize=14,
+               label="adaptive")
+    right.set(xscale="log", yscale="log", xlabel="supervision steps", ylabel="puzzles / s", title="throughput")
+    right.grid(alpha=0.3)
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -12,12 +12,17 @@ and the engine passes the evaluation's ``max_steps``, which may exceed the train
   (REFERENCE.md 10.7); this one follows HRM's working code.
 * ``fixed``: always ``max_steps`` supervision steps; the halting head gets no loss.
 
+``halt_logit(q_halt, q_continue)`` is each strategy's halting decision as one logit (halt when > 0): adaptive
+evaluation (trm/evaluate.py) stops an example there, or where ``sigmoid(logit)`` exceeds a chosen confidence.
+
 Exploration (both ACT strategies, training only): every call, each sample draws ``min_steps = [rand < p] *
 randint{2..max_steps}`` afresh and may not halt before it (REFERENCE.md 4, step 4). Random numbers come from
 ``torch.rand`` on the tensors' device, so the compiled step needs no host synchronisation.
 """
 
 from __future__ import annotations
+
+import math
 
 import attrs
 import torch
@@ -69,8 +74,12 @@ class ACTQ:
         self.max_steps = options.max_steps
         self.exploration_prob = options.exploration_prob
 
+    def halt_logit(self, q_halt: torch.Tensor, q_continue: torch.Tensor) -> torch.Tensor:
+        """The halting decision as a logit: halt when > 0 (here q_halt itself)."""
+        return q_halt
+
     def _wants_halt(self, q_halt: torch.Tensor, q_continue: torch.Tensor) -> torch.Tensor:
-        return q_halt > 0
+        return self.halt_logit(q_halt, q_continue) > 0
 
     def should_halt(self, steps: torch.Tensor, q_halt: torch.Tensor, q_continue: torch.Tensor, training: bool,
                     max_steps: int) -> torch.Tensor:
@@ -101,8 +110,9 @@ class ACTQContinue(ACTQ):
     uses_next_q = True
     halt_rule = "q_halt > q_continue"
 
-    def _wants_halt(self, q_halt: torch.Tensor, q_continue: torch.Tensor) -> torch.Tensor:
-        return q_halt > q_continue
+    def halt_logit(self, q_halt: torch.Tensor, q_continue: torch.Tensor) -> torch.Tensor:
+        """Halt when q_halt > q_continue: the logit of that comparison is their difference."""
+        return q_halt - q_continue
 
     def loss_terms(self, q_halt, q_continue, correct, target_q_continue):
         terms = super().loss_terms(q_halt, q_continue, correct, target_q_continue)
@@ -123,6 +133,10 @@ class Fixed:
 
     def should_halt(self, steps, q_halt, q_continue, training, max_steps):
         return steps >= max_steps
+
+    def halt_logit(self, q_halt, q_continue):
+        """Never halts early: adaptive evaluation of a fixed-depth model runs to the cap."""
+        return torch.full_like(q_halt, -math.inf)
 
     def target_q_continue(self, next_q_halt, next_q_continue, is_last):
         raise NotImplementedError("the fixed strategy does not bootstrap q_continue")

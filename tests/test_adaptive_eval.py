@@ -1,0 +1,165 @@
+"""Adaptive halting with continuous batching (trm/evaluate.py): per-example results equal evaluating each example
+alone, refill in split order, every example exactly once, batches larger than the split, depth beyond training's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trm.engine import ModelConfig, assemble
+from trm.errors import UserError
+from trm.evaluate import MemorySplit as ArraySplit, StopRule, evaluate, stop_rule_for
+
+
+class Recorder:
+    """An evaluator that keeps every example it is handed, in order."""
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[dict, dict]] = []
+
+    def update(self, batch, outputs) -> None:
+        self.chunks.append(({k: np.array(v) for k, v in batch.items()}, {k: np.array(v) for k, v in outputs.items()}))
+
+    def compute(self) -> dict[str, float]:
+        return {"seen": float(sum(len(b["inputs"]) for b, _ in self.chunks))}
+
+    def joined(self, key: str, where: str = "outputs") -> np.ndarray:
+        index = 1 if where == "outputs" else 0
+        return np.concatenate([chunk[index][key] for chunk in self.chunks])
+
+
+def tiny_model(halting: str = "act_q", max_steps: int = 4, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    config = ModelConfig(hidden_size=32, h_cycles=2, l_cycles=1, puzzle_emb_len=1, puzzle_emb_dim=32)
+    options = {"max_steps": max_steps} if halting == "fixed" else {"max_steps": max_steps, "exploration_prob": 0.0}
+    model = assemble(config, "attention", {"num_heads": 4, "layers": 1}, halting, options, vocab_size=6, seq_len=9,
+                     num_puzzle_identifiers=5)
+    with torch.no_grad():  # a random halting head, so that examples stop after different numbers of steps
+        model.q_head.weight.normal_(0, 0.3)
+        model.q_head.bias.zero_()
+        model.puzzle_emb.weights.normal_(0, 1)
+    return model.eval()
+
+
+def tiny_split(count: int, seed: int = 1) -> ArraySplit:
+    rng = np.random.default_rng(seed)
+    inputs = rng.integers(1, 6, size=(count, 9)).astype(np.uint8)
+    labels = rng.integers(1, 6, size=(count, 9)).astype(np.uint8)
+    ids = rng.integers(0, 5, size=count).astype(np.int32)
+    return ArraySplit(inputs, labels, ids)
+
+
+def run(model, split, *, batch: int, halting: str = "adaptive", max_steps: int | None = None,
+        threshold: float | None = None) -> tuple[Recorder, dict]:
+    recorder = Recorder()
+    metrics = evaluate(model, split, [("rec", recorder)], accelerator=None, global_batch_size=batch,
+                       max_steps=max_steps, halting=halting, halt_threshold=threshold, show_progress=False)
+    return recorder, metrics
+
+
+def test_each_example_gets_what_it_gets_alone():
+    model, split = tiny_model(max_steps=6), tiny_split(37)
+    together, metrics = run(model, split, batch=8)
+    steps = together.joined("steps")
+    assert len(set(steps.tolist())) >= 3, f"the test needs examples stopping at different steps, got {set(steps)}"
+    for row in range(split.num_examples):
+        alone, _ = run(model, ArraySplit(split.inputs[row:row + 1], split.labels[row:row + 1],
+                                         split.puzzle_identifiers[row:row + 1]), batch=1)
+        assert alone.joined("steps")[0] == steps[row], row
+        np.testing.assert_array_equal(alone.joined("preds")[0], together.joined("preds")[row])
+        np.testing.assert_allclose(alone.joined("q_halt")[0], together.joined("q_halt")[row], rtol=1e-5, atol=1e-6)
+    assert metrics["eval/examples"] == 37
+    assert metrics["eval/mean_steps"] == pytest.approx(steps.mean())
+    assert metrics["eval/max_steps"] == steps.max()
+
+
+def test_evaluators_get_every_example_once_in_split_order():
+    model, split = tiny_model(max_steps=6), tiny_split(50)
+    recorder, _ = run(model, split, batch=7)
+    np.testing.assert_array_equal(recorder.joined("inputs", "batch"), split.inputs.astype(np.int32))
+    np.testing.assert_array_equal(recorder.joined("puzzle_identifiers", "batch"), split.puzzle_identifiers)
+    assert all(len(chunk[0]["inputs"]) <= 7 for chunk in recorder.chunks)  # at most one global batch per update
+    assert recorder.joined("valid", "batch").all()
+
+
+def test_a_batch_larger_than_the_split():
+    model, split = tiny_model(max_steps=5), tiny_split(3)
+    big, _ = run(model, split, batch=64)
+    small, _ = run(model, split, batch=1)
+    np.testing.assert_array_equal(big.joined("steps"), small.joined("steps"))
+    np.testing.assert_array_equal(big.joined("preds"), small.joined("preds"))
+
+
+def test_fixed_depth_and_depth_beyond_training():
+    model, split = tiny_model(max_steps=3), tiny_split(11)
+    recorder, metrics = run(model, split, batch=4, halting="fixed", max_steps=9)  # 3x the trained maximum
+    assert (recorder.joined("steps") == 9).all()
+    assert metrics["eval/mean_steps"] == 9 and metrics["eval/p90_steps"] == 9
+    # The prediction of a fixed-depth evaluation is that of the last step: compare with stepping by hand.
+    batch = {"inputs": torch.from_numpy(split.inputs.astype(np.int32)),
+             "labels": torch.from_numpy(split.labels.astype(np.int64)),
+             "puzzle_identifiers": torch.from_numpy(split.puzzle_identifiers)}
+    with torch.no_grad():
+        carry = model.initial_carry(batch)
+        for _ in range(9):
+            carry, out = model(carry, batch, max_steps=9)
+    np.testing.assert_array_equal(recorder.joined("preds"), out["logits"].argmax(-1).numpy())
+
+
+def test_adaptive_cap_beyond_training_lets_examples_run_longer():
+    model, split = tiny_model(max_steps=2), tiny_split(30)
+    capped, _ = run(model, split, batch=8, max_steps=2)
+    deeper, _ = run(model, split, batch=8, max_steps=12)
+    assert capped.joined("steps").max() == 2
+    assert deeper.joined("steps").max() > 2
+    # An example that stopped before the cap stops at the same step with a deeper cap.
+    early = capped.joined("steps") < 2
+    np.testing.assert_array_equal(deeper.joined("steps")[early], capped.joined("steps")[early])
+
+
+def test_threshold_and_strategy_rules():
+    model = tiny_model(max_steps=8)
+    q_halt = torch.tensor([-1.0, 0.5, 2.0])
+    q_continue = torch.tensor([0.0, 1.0, 0.0])
+    steps = torch.tensor([1, 1, 1])
+    assert StopRule("adaptive", 8).stop(model.halting, steps, q_halt, q_continue).tolist() == [False, True, True]
+    # sigmoid(0.5) = 0.62, sigmoid(2) = 0.88: a confidence of 0.8 keeps the second row going.
+    assert StopRule("adaptive", 8, 0.8).stop(model.halting, steps, q_halt, q_continue).tolist() == [False, False, True]
+    assert StopRule("fixed", 8).stop(model.halting, steps, q_halt, q_continue).tolist() == [False, False, False]
+    assert StopRule("fixed", 1).stop(model.halting, steps, q_halt, q_continue).tolist() == [True, True, True]
+    hrm = tiny_model("act_q_continue", max_steps=8)
+    assert StopRule("adaptive", 8).stop(hrm.halting, steps, q_halt, q_continue).tolist() == [False, False, True]
+    fixed = tiny_model("fixed", max_steps=8)
+    assert StopRule("adaptive", 8).stop(fixed.halting, steps, q_halt, q_continue).tolist() == [False, False, False]
+    with pytest.raises(UserError, match="threshold"):
+        StopRule("adaptive", 8, 1.5)
+
+
+def test_a_higher_threshold_never_stops_earlier():
+    model, split = tiny_model(max_steps=6), tiny_split(40)
+    default, _ = run(model, split, batch=8)
+    strict, _ = run(model, split, batch=8, threshold=0.9)
+    assert (strict.joined("steps") >= default.joined("steps")).all()
+    assert (strict.joined("steps") > default.joined("steps")).any()
+
+
+def test_a_strategy_without_halt_logit_falls_back_to_fixed(capsys):
+    class Old:  # a third-party strategy written before adaptive evaluation
+        max_steps = 5
+
+    rule = stop_rule_for(Old(), "adaptive", None)
+    assert rule.mode == "fixed" and rule.max_steps == 5
+    assert "halt_logit" in capsys.readouterr().out
+
+
+def test_python_api_solve_matches_the_evaluation():
+    from trm.api import TrainedModel
+
+    model, split = tiny_model(max_steps=6), tiny_split(12)
+    recorder, _ = run(model, split, batch=5)
+    solved = TrainedModel(model, None, None, torch.device("cpu")).solve(split.inputs, split.puzzle_identifiers,
+                                                                         batch_size=5)
+    np.testing.assert_array_equal(solved.steps, recorder.joined("steps"))
+    np.testing.assert_array_equal(solved.predictions, recorder.joined("preds"))
+    assert ((solved.confidence > 0.5) | (solved.steps == 6)).all()
