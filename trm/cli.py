@@ -89,8 +89,12 @@ def cli() -> None:
 
     Docs: docs/index.md. Environment: TRM_LOAD_PLUGINS, TRM_DISABLE_PLUGINS, TRM_TRACE_HOOKS (docs/plugins.md);
     TRM_TRACKERS: where trm run logs metrics besides metrics.jsonl: auto (TensorBoard when installed, the default),
-    none, or a comma list such as tensorboard,wandb (docs/training.md).
+    none, or a comma list such as tensorboard,wandb (docs/training.md). TRM_NUM_THREADS: CPU threads for torch
+    (default: the cores free at start; docs/training.md).
     """
+    from trm.threads import configure_threads
+
+    configure_threads()
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,21 @@
+"""The default CPU thread count (trm/threads.py): free cores unless the user chose."""
+
+import pytest
+
+from trm.errors import UserError
+from trm.threads import chosen_threads
+
+
+def test_free_cores_when_nobody_chose():
+    assert chosen_threads({}, cores=2, load=0.0)[0] == 2
+    assert chosen_threads({}, cores=2, load=1.1)[0] == 1  # another process keeps one core busy
+    assert chosen_threads({}, cores=2, load=7.0)[0] == 1  # never fewer than one
+    assert chosen_threads({"LOCAL_WORLD_SIZE": "2"}, cores=16, load=0.0)[0] == 8  # shared among local processes
+
+
+def test_the_users_choice_wins():
+    assert chosen_threads({"TRM_NUM_THREADS": "3"}, cores=2, load=5.0)[0] == 3
+    assert chosen_threads({"OMP_NUM_THREADS": "4"}, cores=2, load=0.0)[0] is None  # torch honours it itself
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(UserError, match="TRM_NUM_THREADS"):
+            chosen_threads({"TRM_NUM_THREADS": bad})

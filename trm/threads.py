@@ -1,0 +1,60 @@
+"""How many CPU threads torch uses when nobody said (docs/training.md, "CPU threads").
+
+torch starts one intra-op thread per core. When another process already keeps cores busy, those threads wait on
+each other: on a shared 2-core machine a CPU run was measured 4x slower with torch's default than with one thread.
+So, unless ``TRM_NUM_THREADS`` or ``OMP_NUM_THREADS`` is set, trm uses the cores that are free when it starts
+(cores available to the process minus the 1-minute load average, divided among the processes of a multi-process
+launch), and at least one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Mapping
+
+from trm.errors import UserError
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def chosen_threads(environ: Mapping[str, str] = os.environ, *, cores: int | None = None,
+                   load: float | None = None) -> tuple[int | None, str]:
+    """(threads to set or None to leave torch alone, why)."""
+    if environ.get("TRM_NUM_THREADS"):
+        text = environ["TRM_NUM_THREADS"]
+        try:
+            threads = int(text)
+        except ValueError:
+            raise UserError(f"TRM_NUM_THREADS: expected a whole number of threads >= 1 (got {text!r})") from None
+        if threads < 1:
+            raise UserError(f"TRM_NUM_THREADS: expected a whole number of threads >= 1 (got {text!r})")
+        return threads, "TRM_NUM_THREADS"
+    if environ.get("OMP_NUM_THREADS"):
+        return None, "OMP_NUM_THREADS"
+    cores = cores if cores is not None else _available_cores()
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            load = 0.0
+    processes = max(1, int(environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    free = max(1, round(cores - load))
+    return max(1, min(cores // processes, free)), f"{cores} cores, load {load:.1f}"
+
+
+def configure_threads(environ: Mapping[str, str] = os.environ) -> int | None:
+    """Apply :func:`chosen_threads` to torch (imported or not yet); returns the count set, if any."""
+    threads, _ = chosen_threads(environ)
+    if threads is None:
+        return None
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:  # torch reads it when first imported; --help never imports torch
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    return threads
