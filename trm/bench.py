@@ -25,7 +25,7 @@ import torch
 
 from trm.config import OptimConfig
 from trm.engine import ModelConfig, assemble
-from trm.losses import act_loss
+from trm.losses import act_loss, token_loss_name
 from trm.optim import build_optimizers
 
 
@@ -69,13 +69,14 @@ TINY_CONFIGS = [  # same shapes of computation, small enough for a CPU test
 PAPER_OPTIM = OptimConfig(lr=1e-4, weight_decay=0.1, puzzle_emb_lr=1e-2, puzzle_emb_weight_decay=0.1)
 
 
-def build(config: BenchConfig, device: torch.device, dtype: torch.dtype) -> Any:
+def build(config: BenchConfig, device: torch.device, dtype: torch.dtype, fast: bool = False) -> Any:
     model_config = ModelConfig(hidden_size=config.hidden_size, h_cycles=config.h_cycles, l_cycles=config.l_cycles,
                                puzzle_emb_len=config.puzzle_emb_len, puzzle_emb_dim=config.hidden_size)
     with torch.device(device):
         return assemble(model_config, config.backbone, config.backbone_options, "act_q",
                         {"max_steps": config.max_steps, "exploration_prob": 0.1}, vocab_size=config.vocab_size,
-                        seq_len=config.seq_len, num_puzzle_identifiers=config.num_puzzle_identifiers, dtype=dtype)
+                        seq_len=config.seq_len, num_puzzle_identifiers=config.num_puzzle_identifiers, dtype=dtype,
+                        fast=fast)
 
 
 def random_batch(config: BenchConfig, device: torch.device, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -106,7 +107,7 @@ def count_step_flops(config: BenchConfig) -> float:
 
 
 def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: int, compile_model: bool,
-              dtype: torch.dtype | None = None, profile_dir: Path | None = None) -> dict[str, Any]:
+              dtype: torch.dtype | None = None, profile_dir: Path | None = None, fast: bool = False) -> dict[str, Any]:
     """Time ``steps`` training steps of ``config`` after ``warmup``; returns one result row. With ``profile_dir``,
     a few more steps run under ``torch.profiler`` and their kernel-time table goes to ``profile_<name>.txt``."""
     torch.manual_seed(0)
@@ -115,8 +116,9 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    model = build(config, device, dtype)
+    model = build(config, device, dtype, fast=fast)
     model.train()
+    loss_type = token_loss_name("stablemax", fast)
     dense, sparse = build_optimizers(model, PAPER_OPTIM)
     step_model = torch.compile(model) if compile_model else model
     generator = torch.Generator().manual_seed(0)
@@ -126,7 +128,7 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
     def train_step(index: int) -> list[float]:
         nonlocal carry
         carry, outputs = step_model(carry, batches[index % len(batches)])
-        loss, metrics = act_loss(outputs, model.halting)
+        loss, metrics = act_loss(outputs, model.halting, loss_type=loss_type)
         (loss / config.batch_size).backward()
         if sparse is not None:
             sparse.step()
@@ -148,7 +150,8 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
     median = statistics.median(times)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
     if profile_dir is not None:
-        write_profile(Path(profile_dir) / f"profile_{config.name}.txt", config.name, train_step, warmup + steps, cuda)
+        label = f"{config.name}-{'fast' if fast else 'faithful'}"
+        write_profile(Path(profile_dir) / f"profile_{label}.txt", label, train_step, warmup + steps, cuda)
     parameters = sum(p.numel() for p in model.parameters())
     flops = count_step_flops(config)
     return {
@@ -161,7 +164,7 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
         "peak_memory_gib": peak,
         "tflop_per_step": flops / 1e12, "tflop_per_s": flops / median / 1e12,
         "warmup_s": warmup_s, "steps": steps, "warmup": warmup, "compiled": compile_model,
-        "dtype": str(dtype).split(".")[-1],
+        "dtype": str(dtype).split(".")[-1], "path": "fast" if fast else "faithful",
     }
 
 
@@ -213,6 +216,35 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def compare_row(faithful: dict[str, Any], fast: dict[str, Any]) -> dict[str, Any]:
+    """One configuration measured on both paths in the same process: the ratios ``trm bench --compare`` reports."""
+    memory_ratio = (fast["peak_memory_gib"] / faithful["peak_memory_gib"]
+                    if fast["peak_memory_gib"] and faithful["peak_memory_gib"] else None)
+    return {
+        "config": faithful["config"], "batch_size": faithful["batch_size"],
+        "faithful_ms": faithful["ms_per_step"], "faithful_ms_min": faithful["ms_min"],
+        "fast_ms": fast["ms_per_step"], "fast_ms_min": fast["ms_min"],
+        "faithful_samples_per_s": faithful["samples_per_s"], "fast_samples_per_s": fast["samples_per_s"],
+        "speedup": faithful["ms_per_step"] / fast["ms_per_step"],
+        "faithful_peak_gib": faithful["peak_memory_gib"], "fast_peak_gib": fast["peak_memory_gib"],
+        "memory_ratio": memory_ratio, "faithful": faithful, "fast": fast,
+    }
+
+
+def format_compare_table(rows: list[dict[str, Any]]) -> str:
+    header = (f"{'config':<16} {'batch':>5} {'faithful ms (min)':>18} {'fast ms (min)':>15} {'speedup':>8} "
+              f"{'samples/s faithful':>18} {'fast':>8} {'peak GiB faithful':>17} {'fast':>6} {'memory':>7}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        gib = lambda v: f"{v:.1f}" if v is not None else "-"  # noqa: E731
+        ratio = f"{r['memory_ratio']:.2f}x" if r["memory_ratio"] is not None else "-"
+        lines.append(f"{r['config']:<16} {r['batch_size']:>5} "
+                     f"{r['faithful_ms']:>9.1f} ({r['faithful_ms_min']:>6.1f}) {r['fast_ms']:>7.1f} ({r['fast_ms_min']:>5.1f}) "
+                     f"{r['speedup']:>7.2f}x {r['faithful_samples_per_s']:>18,.0f} {r['fast_samples_per_s']:>8,.0f} "
+                     f"{gib(r['faithful_peak_gib']):>17} {gib(r['fast_peak_gib']):>6} {ratio:>7}")
+    return "\n".join(lines)
+
+
 def resolve_device(device: str | None) -> torch.device:
     """``device`` parsed and checked to exist (cuda when available, else cpu, if None); :class:`UserError` if not."""
     from trm.errors import UserError
@@ -237,8 +269,13 @@ def resolve_device(device: str | None) -> torch.device:
 
 def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | None = None, steps: int = 30,
               warmup: int = 6, compile_model: bool | None = None, batch_size: int | None = None,
-              out: Path | None = None, profile_dir: Path | None = None, echo: Any = print) -> list[dict[str, Any]]:
-    """Benchmark the chosen configurations (all four by default); print a table; write JSON to ``out``."""
+              out: Path | None = None, profile_dir: Path | None = None, echo: Any = print, compare: bool = False,
+              path: str = "auto") -> list[dict[str, Any]]:
+    """Benchmark the chosen configurations (all four by default); print a table; write JSON to ``out``.
+
+    ``path`` picks the engine path (auto: fast on CUDA); ``compare`` times the faithful and the fast path of each
+    configuration one after the other in this process and reports their ratios.
+    """
     from trm.errors import UserError
 
     chosen = TINY_CONFIGS if tiny else PAPER_CONFIGS
@@ -263,13 +300,24 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
         configs = [attrs.evolve(c, batch_size=batch_size) for c in configs]
     target = resolve_device(device)
     compile_model = target.type == "cuda" if compile_model is None else compile_model
+    from trm.build import uses_fast_path
+
     rows = []
     for config in configs:
+        if compare:
+            measured = {}
+            for fast in (False, True):
+                measured[fast] = bench_one(config, device=target, steps=steps, warmup=warmup,
+                                           compile_model=compile_model, profile_dir=profile_dir, fast=fast)
+                release(target)
+                echo(f"{config.name} ({'fast' if fast else 'faithful'}): {measured[fast]['ms_per_step']:.1f} ms/step")
+            rows.append(compare_row(measured[False], measured[True]))
+            continue
         rows.append(bench_one(config, device=target, steps=steps, warmup=warmup, compile_model=compile_model,
-                              profile_dir=profile_dir))
+                              profile_dir=profile_dir, fast=uses_fast_path(path, target)))
         release(target)
-        echo(f"{config.name}: {rows[-1]['ms_per_step']:.1f} ms/step")
-    echo(format_table(rows))
+        echo(f"{config.name} ({rows[-1]['path']}): {rows[-1]['ms_per_step']:.1f} ms/step")
+    echo(format_compare_table(rows) if compare else format_table(rows))
     if out is not None:
         Path(out).write_text(json.dumps({"environment": environment(target), "results": rows}, indent=2))
         echo(f"wrote {out}")

@@ -51,18 +51,30 @@ def build_halting(recipe: Any) -> Any:
     return registry("halting").get(recipe.halting.name).build(recipe.halting.options)
 
 
-def build_model(recipe: Any, dims: TaskDims, *, dtype: torch.dtype | None = None) -> Any:
-    """The TinyRecursiveModel of ``recipe`` for a task of ``dims`` (created on the current default device)."""
+def uses_fast_path(path: str, device: torch.device) -> bool:
+    """``model.path``: ``auto`` is the fast path on CUDA and the faithful one elsewhere (docs/engine.md)."""
+    return path == "fast" or (path == "auto" and device.type == "cuda")
+
+
+def build_model(recipe: Any, dims: TaskDims, *, dtype: torch.dtype | None = None,
+                path: str | None = None) -> Any:
+    """The TinyRecursiveModel of ``recipe`` for a task of ``dims`` (created on the current default device).
+
+    ``path`` overrides ``model.path`` (``trm bench --compare`` builds both).
+    """
     from trm.engine import TinyRecursiveModel
 
     model_cfg = recipe.model
+    fast = uses_fast_path(path or model_cfg.path, torch.get_default_device())
     shape = BackboneShape(
         hidden_size=model_cfg.hidden_size,
         seq_len=dims.seq_len + model_cfg.puzzle_emb_len,
         prefix_len=model_cfg.puzzle_emb_len,
+        fast=fast,
     )
     try:  # settings that are valid alone but not together (e.g. heads not dividing the width) surface here
         backbone = registry("backbones").get(recipe.backbone.name).build(recipe.backbone.options, shape)
+        backbone.fast_path = fast
         return TinyRecursiveModel(
             model_cfg,
             backbone,

@@ -19,13 +19,18 @@ import click
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override every configuration's batch size.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write results as JSON.")
 @click.option("--profile", "profile_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also profile 3 steps per configuration; write DIR/profile_<config>.txt (kernels by device time).")
+              help="Also profile 3 steps per configuration; write DIR/profile_<config>-<path>.txt (kernels by device time).")
+@click.option("--compare", is_flag=True,
+              help="Time the faithful and the fast path of each configuration in this process; print both, the "
+                   "speedup and the memory ratio (--out: one object per configuration).")
+@click.option("--path", "path", type=click.Choice(["auto", "fast", "faithful"]), default="auto", show_default=True,
+              help="Engine path without --compare (auto: fast on CUDA, faithful elsewhere; docs/engine.md).")
 def bench(names: tuple[str, ...], tiny: bool, device: str | None, steps: int, warmup: int, compile_model: bool | None,
-          batch_size: int | None, out: Path | None, profile_dir: Path | None) -> None:
+          batch_size: int | None, out: Path | None, profile_dir: Path | None, compare: bool, path: str) -> None:
     """Benchmark training steps: forward through one ACT step, loss, backward, sign-SGD and
     dense optimizer steps, metrics synced to the host. Batches: 768 (Sudoku), 192 (ARC/Maze;
     ARC with an 876,406-row puzzle table). Prints ms/step, samples/s, peak memory, TFLOP/s."""
     from trm.bench import run_bench
 
     run_bench(names=names, tiny=tiny, device=device, steps=steps, warmup=warmup, compile_model=compile_model,
-              batch_size=batch_size, out=out, profile_dir=profile_dir, echo=click.echo)
+              batch_size=batch_size, out=out, profile_dir=profile_dir, echo=click.echo, compare=compare, path=path)

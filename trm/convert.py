@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
 from trm.errors import UserError
@@ -118,6 +119,8 @@ def convert_reference(checkpoint: Path, recipe_path: Path, out: Path, *, identif
     if (out / "checkpoints").exists():
         raise UserError(f"{out}: already holds checkpoints; choose a new --out directory")
     recipe = load_recipe(recipe_path, overrides)
+    if "model.path=" not in " ".join(overrides):  # "identical to the paper's code" holds on the faithful path
+        recipe = attrs.evolve(recipe, model=attrs.evolve(recipe.model, path="faithful"))
     reference = load_reference(Path(checkpoint))
     rows = _table_rows(reference)
     try:

@@ -51,6 +51,10 @@ class ModelConfig:
                             metadata={"help": "token loss: stablemax (the reference's, in fp64) or softmax"})
     halt_loss_weight: float = attrs.field(default=0.5, validator=attrs.validators.ge(0),
                                           metadata={"help": "weight of the halting loss beside the token loss"})
+    path: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "fast", "faithful")),
+        metadata={"help": "faithful: the paper code's arithmetic exactly; fast: the same model with less saved for "
+                          "backward and a float32 loss (docs/engine.md); auto: fast on CUDA, faithful elsewhere"})
 
     @puzzle_emb_dim.validator
     def _fits_the_prefix(self, _attribute: attrs.Attribute, value: int) -> None:
@@ -156,6 +160,7 @@ class TinyRecursiveModel(nn.Module):
             raise ValueError(f"puzzle_emb_dim {config.puzzle_emb_dim} does not fit in puzzle_emb_len {prefix} "
                              f"slots of hidden_size {hidden}")
         self.config, self.halting, self.dtype = config, halting, dtype
+        self.fast_path = bool(getattr(backbone, "fast_path", False))  # set by build_model; reported, and picks the loss
         self.vocab_size, self.seq_len, self.prefix_len = vocab_size, seq_len, prefix
         self.embed_scale = math.sqrt(hidden)
         self.embed_tokens = CastedEmbedding(vocab_size, hidden, init_std=1.0 / self.embed_scale, cast_to=dtype)
@@ -282,13 +287,14 @@ def model_summary(model: TinyRecursiveModel) -> list[str]:
         f"calls per supervision step, gradients through the last {cfg.l_cycles + 1}",
         f"halting: {type(halting).__name__} ({getattr(halting, 'halt_rule', '?')}), at most {halting.max_steps} "
         f"supervision steps in training",
+        f"path: {'fast' if model.fast_path else 'faithful'} (model.path: {cfg.path})",
     ]
     return lines
 
 
 def assemble(config: ModelConfig, backbone: str, backbone_options: Any = None, halting: str = "act_q",
              halting_options: Any = None, *, vocab_size: int, seq_len: int, num_puzzle_identifiers: int = 1,
-             dtype: torch.dtype = torch.float32) -> TinyRecursiveModel:
+             dtype: torch.dtype = torch.float32, fast: bool = False) -> TinyRecursiveModel:
     """A model from plugin names and options (an options instance or a dict of keyword arguments).
 
     A convenience for benchmarks, tests and notebooks; ``trm run`` builds from a recipe through ``trm.build``.
@@ -304,8 +310,9 @@ def assemble(config: ModelConfig, backbone: str, backbone_options: Any = None, h
     backbone_spec = registry("backbones").get(backbone)
     halting_spec = registry("halting").get(halting)
     shape = BackboneShape(hidden_size=config.hidden_size, seq_len=seq_len + config.puzzle_emb_len,
-                          prefix_len=config.puzzle_emb_len)
+                          prefix_len=config.puzzle_emb_len, fast=fast)
     network = backbone_spec.build(options_of(backbone_spec, backbone_options), shape)
+    network.fast_path = fast
     strategy = halting_spec.build(options_of(halting_spec, halting_options))
     return TinyRecursiveModel(config, network, strategy, vocab_size=vocab_size, seq_len=seq_len,
                               num_puzzle_identifiers=num_puzzle_identifiers, dtype=dtype)

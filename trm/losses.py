@@ -19,6 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from trm.kernels import stablemax_cross_entropy_fp32
+
 IGNORE_LABEL_ID = -100
 
 
@@ -47,7 +49,13 @@ def softmax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mask: torc
     return flat.view(labels.shape)
 
 
-TOKEN_LOSSES = {"stablemax": stablemax_cross_entropy, "softmax": softmax_cross_entropy}
+TOKEN_LOSSES = {"stablemax": stablemax_cross_entropy, "softmax": softmax_cross_entropy,
+                "stablemax_fp32": stablemax_cross_entropy_fp32}
+
+
+def token_loss_name(loss: str, fast: bool) -> str:
+    """The token loss a run computes: the fast path takes stablemax in float32 (docs/engine.md)."""
+    return "stablemax_fp32" if fast and loss == "stablemax" else loss
 
 
 def halting_terms(halting: Any, q_halt: torch.Tensor, q_continue: torch.Tensor, correct: torch.Tensor,

@@ -71,6 +71,9 @@ class Trainer:
         # Exploration draws must differ between processes (the reference seeds torch with seed + rank).
         torch.manual_seed(recipe.train.seed + acc.process_index)
         self.halting = self.model.halting
+        from trm.losses import token_loss_name
+
+        self.loss_type = token_loss_name(recipe.model.loss, self.model.fast_path)
         from trm.optim import build_optimizers
 
         self.dense_opt, self.sparse_opt = build_optimizers(self.model, recipe.optim)
@@ -119,7 +122,8 @@ class Trainer:
         plan = self.plan
         lines = [
             f"run directory: {self.run_dir}",
-            f"device: {self.accelerator.device} x {plan.processes} process(es), compute dtype {str(self.dtype).split('.')[-1]}",
+            f"device: {self.accelerator.device} x {plan.processes} process(es), compute dtype {str(self.dtype).split('.')[-1]}"
+            + (f", {torch.get_num_threads()} CPU thread(s) (TRM_NUM_THREADS)" if self.accelerator.device.type == "cpu" else ""),
             f"global batch: {plan.global_batch} = {plan.processes} process(es) x {plan.per_device} per device "
             f"x {plan.accumulation} accumulation step(s)",
             f"optimizer steps: {self._steps_line()}",
@@ -184,7 +188,7 @@ class Trainer:
             if self.carries[index] is None:
                 self.carries[index] = self.model.initial_carry(micro)
             self.carries[index], outputs = self.step_model(self.carries[index], micro)
-            loss, metrics = act_loss(outputs, self.halting, loss_type=self.recipe.model.loss,
+            loss, metrics = act_loss(outputs, self.halting, loss_type=self.loss_type,
                                      halt_loss_weight=self.recipe.model.halt_loss_weight)
             (loss / self.plan.global_batch).backward()
             for key, value in metrics.items():
@@ -337,12 +341,12 @@ class Trainer:
             return
         if self.evaluators is None:  # built once per run: ARC votes accumulate across rounds
             self.evaluators = build_evaluators(recipe, self.store, self.run_dir / "eval")
-        max_steps = recipe.eval.max_steps or self.halting.max_steps
         context = self.ema.applied() if self.ema is not None else contextlib.nullcontext()
         with context:
             metrics = evaluate(self.step_model, self.store.split(recipe.eval.split), self.evaluators, accelerator=acc,
                                global_batch_size=recipe.eval.batch_size or self.plan.global_batch,
-                               max_steps=max_steps, limit=recipe.eval.limit, seed=recipe.train.seed,
+                               max_steps=recipe.eval.max_steps, halting=recipe.eval.halting,
+                               halt_threshold=recipe.eval.halt_threshold, limit=recipe.eval.limit, seed=recipe.train.seed,
                                ignore_label_id=self.store.info.ignore_label_id, pad_id=self.store.info.pad_id,
                                show_progress=self.show_progress)
         self.last_eval = metrics

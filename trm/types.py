@@ -38,6 +38,9 @@ class BackboneShape:
     hidden_size: int  # D
     seq_len: int  # S = grid length L + puzzle-embedding prefix P
     prefix_len: int  # P (16 in the paper's configurations)
+    # True when the run uses the fast path (model.path, docs/engine.md): a backbone may then build a faster
+    # implementation with the same parameters and forward arithmetic; ignoring it is always correct.
+    fast: bool = False
 
 
 @runtime_checkable
@@ -84,6 +87,11 @@ class HaltingStrategy(Protocol):
         self, steps: "torch.Tensor", q_halt: "torch.Tensor", q_continue: "torch.Tensor", training: bool,
         max_steps: int,
     ) -> "torch.Tensor": ...
+
+    def halt_logit(self, q_halt: "torch.Tensor", q_continue: "torch.Tensor") -> "torch.Tensor":
+        """The halting decision as a logit [B]: halt when > 0. Adaptive evaluation stops an example there (or
+        where ``sigmoid(logit)`` exceeds a chosen confidence); return ``-inf`` to never stop early."""
+        ...
 
     def target_q_continue(
         self, next_q_halt: "torch.Tensor", next_q_continue: "torch.Tensor", is_last: "torch.Tensor"

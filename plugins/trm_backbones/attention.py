@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trm.hookspecs import hookimpl
+from trm.kernels import FastSwiGLU
 from trm.layers import CastedLinear, Rotary, SwiGLU, apply_rotary, rms_norm, trunc_normal_
 from trm.types import BackboneShape, BackboneSpec
 
@@ -53,11 +54,12 @@ class SelfAttention(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    def __init__(self, hidden_size: int, options: AttentionOptions):
+    def __init__(self, hidden_size: int, options: AttentionOptions, fast: bool = False):
         super().__init__()
         self.norm_eps = options.norm_eps
         self.self_attn = SelfAttention(hidden_size, options.num_heads)
-        self.mlp = SwiGLU(hidden_size, options.expansion)
+        # The fast path's SwiGLU keeps less for backward (trm/kernels.py); same parameters, same forward.
+        self.mlp = (FastSwiGLU if fast else SwiGLU)(hidden_size, options.expansion)
 
     def forward(self, h: torch.Tensor, rotary: Rotary | None) -> torch.Tensor:
         h = rms_norm(h + self.self_attn(h, rotary), self.norm_eps)  # post-norm (REFERENCE.md 10.1 item 2)
@@ -71,7 +73,8 @@ class AttentionBackbone(nn.Module):
         super().__init__()
         if shape.hidden_size % options.num_heads:
             raise ValueError(f"hidden_size {shape.hidden_size} is not divisible by num_heads {options.num_heads}")
-        self.layers = nn.ModuleList(AttentionBlock(shape.hidden_size, options) for _ in range(options.layers))
+        self.layers = nn.ModuleList(AttentionBlock(shape.hidden_size, options, shape.fast)
+                                    for _ in range(options.layers))
         self.rotary = (Rotary(shape.hidden_size // options.num_heads, shape.seq_len, options.rope_theta)
                        if options.positions == "rope" else None)
         self.embed_pos = None

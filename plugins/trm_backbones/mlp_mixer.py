@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trm.hookspecs import hookimpl
+from trm.kernels import FastSwiGLU, token_swiglu
 from trm.layers import CastedLinear, SwiGLU, rms_norm, swiglu_width
 from trm.types import BackboneShape, BackboneSpec
 
@@ -45,12 +46,21 @@ class TokenSwiGLU(nn.Module):
         return torch.matmul(self.down_proj.weight.to(h.dtype), F.silu(gate) * up)  # [B, S, D]
 
 
+class FastTokenSwiGLU(TokenSwiGLU):
+    """The fast path's token SwiGLU: same parameters and result, computed in the transposed, zero-padded layout
+    where every matmul is aligned; backward recomputes ``gate_up`` instead of keeping the block's largest tensor
+    ([B, 2 * inner, D]); trm/kernels.py ``token_swiglu``."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return token_swiglu(h, self.gate_up_proj.weight.to(h.dtype), self.down_proj.weight.to(h.dtype))
+
+
 class MixerBlock(nn.Module):
     def __init__(self, shape: BackboneShape, options: MixerOptions):
         super().__init__()
         self.norm_eps = options.norm_eps
-        self.mlp_t = TokenSwiGLU(shape.seq_len, options.expansion)
-        self.mlp = SwiGLU(shape.hidden_size, options.expansion)
+        self.mlp_t = (FastTokenSwiGLU if shape.fast else TokenSwiGLU)(shape.seq_len, options.expansion)
+        self.mlp = (FastSwiGLU if shape.fast else SwiGLU)(shape.hidden_size, options.expansion)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         h = rms_norm(h + self.mlp_t(h), self.norm_eps, dim=1)  # over S, per channel (REFERENCE.md 10.1 item 3)

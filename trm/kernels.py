@@ -1,0 +1,119 @@
+"""The fast path's shared pieces: SwiGLU that saves less for backward, and the float32 stablemax loss.
+
+docs/engine.md, "The fast path", lists what differs from the faithful path and by how much. Both SwiGLU functions
+compute exactly the faithful arithmetic in the forward direction (the same matmuls and elementwise ops in the
+same dtypes); what changes is what autograd keeps between forward and backward:
+
+* the faithful SwiGLU keeps ``gate_up`` and ``silu(gate) * up`` (and torch.compile usually more), so for the
+  mixer's token SwiGLU over [B, 2I, D] that is about 1.2 GB per call at the paper's Sudoku batch;
+* :class:`ChannelSwiGLUFunction` keeps the input and ``gate_up`` and recomputes the product in backward
+  (elementwise, memory-bound, cheap);
+* with ``recompute`` it keeps only the input and recomputes ``gate_up`` with one extra matmul; the MLP-mixer's
+  token SwiGLU (:func:`token_swiglu`) always does (its matmuls are a quarter of the mixer's work and its
+  ``gate_up`` [B, 2I, D] is its largest tensor), the channel SwiGLU when the model asks (``model.recompute``).
+
+Gradients are the faithful ones up to the rounding of recomputed bf16 values, which are bit-identical to the
+forward's (same kernels, same inputs), so in practice the gradients are equal.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from trm.layers import SwiGLU
+
+
+# Whether the fast channel SwiGLU recomputes gate_up in backward (less memory, one more matmul); measured in
+# docs/performance.md.
+CHANNEL_RECOMPUTE = False
+
+
+def _silu_grad(gate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(silu(gate), d silu / d gate), computed in fp32."""
+    g = gate.float()
+    sig = torch.sigmoid(g)
+    return g * sig, sig * (1 + g * (1 - sig))
+
+
+class ChannelSwiGLUFunction(torch.autograd.Function):
+    """``down(silu(gate) * up)`` over the last axis, ``gate_up = x @ W1^T``.
+
+    Saves x and, unless ``recompute``, gate_up; with ``recompute`` backward recomputes gate_up (one more matmul,
+    two thirds of the SwiGLU's forward work) and keeps only x.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, recompute: bool) -> torch.Tensor:
+        gate_up = F.linear(x, w_gate_up)
+        gate, up = gate_up.chunk(2, dim=-1)
+        out = F.linear(F.silu(gate) * up, w_down)
+        ctx.recompute = recompute
+        ctx.save_for_backward(x, w_gate_up, w_down, *(() if recompute else (gate_up,)))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        x, w_gate_up, w_down, *kept = ctx.saved_tensors
+        gate_up = F.linear(x, w_gate_up) if ctx.recompute else kept[0]
+        gate, up = gate_up.chunk(2, dim=-1)
+        silu, dsilu = _silu_grad(gate)
+        product = F.silu(gate) * up  # as in forward, bit for bit
+        grad_product = F.linear(grad_out, w_down.t()).float()
+        grad_gate_up = torch.cat(((grad_product * up.float() * dsilu), (grad_product * silu)), dim=-1).to(x.dtype)
+        flat_out, flat_gu = grad_out.reshape(-1, grad_out.shape[-1]), grad_gate_up.reshape(-1, grad_gate_up.shape[-1])
+        grad_w_down = flat_out.t() @ product.reshape(-1, product.shape[-1])
+        grad_w_gate_up = flat_gu.t() @ x.reshape(-1, x.shape[-1])
+        grad_x = F.linear(grad_gate_up, w_gate_up.t())
+        return grad_x, grad_w_gate_up, grad_w_down, None
+
+
+def channel_swiglu(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, recompute: bool = False
+                   ) -> torch.Tensor:
+    return ChannelSwiGLUFunction.apply(x, w_gate_up, w_down, recompute)
+
+
+def token_swiglu(h: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, recompute: bool = True
+                 ) -> torch.Tensor:
+    """The MLP-mixer's SwiGLU over the sequence axis of h [B, S, D] (``W2 @ (silu(g) * u)``, ``[g; u] = W1 @ h``),
+    computed as a SwiGLU over the last axis of h^T [B, D, S'] with S padded to S' (a multiple of 8).
+
+    The sequence axis is the matmuls' reduction axis; at S = 97 (Sudoku) rows of 97 bf16 values are not 16-byte
+    aligned and cuBLAS falls back to a slow, pre-Hopper kernel. Zero padding (zero weight columns and rows, zero
+    positions) adds exact zeros to every sum, so the result is the same; in the transposed layout every matmul of
+    forward and backward is a plain 2-D one and only the small [B, S, D] tensors are transposed, never the
+    [B, 2I, D] ones.
+    """
+    seq = h.shape[1]
+    pad = -seq % 8
+    x = F.pad(h.transpose(1, 2), (0, pad))  # [B, D, S']
+    w1 = F.pad(w_gate_up, (0, pad))  # [2I, S']
+    w2 = F.pad(w_down, (0, 0, 0, pad))  # [S', I]
+    out = channel_swiglu(x, w1, w2, recompute)  # [B, D, S']
+    return out[..., :seq].transpose(1, 2)
+
+
+class FastSwiGLU(SwiGLU):
+    """:class:`trm.layers.SwiGLU` (same parameters) through :class:`ChannelSwiGLUFunction`."""
+
+    def __init__(self, width: int, expansion: float, recompute: bool | None = None):
+        super().__init__(width, expansion)
+        self.recompute = CHANNEL_RECOMPUTE if recompute is None else recompute
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return channel_swiglu(x, self.gate_up_proj.weight.to(x.dtype), self.down_proj.weight.to(x.dtype),
+                              self.recompute)
+
+
+def stablemax_cross_entropy_fp32(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-token stablemax loss [..., L] in float32 as ``log sum_j s(v_j) - log s(v_label)`` (0 where masked).
+
+    The faithful loss computes ``log(s / sum s)`` in float64; over the paper's vocabularies (<= 12 tokens) the
+    float32 log-sum form differs by about 1e-7 relative (docs/engine.md).
+    """
+    x = logits.float()
+    s = torch.where(x < 0, 1 / (1 - x + 1e-30), x + 1)
+    safe = torch.where(mask, labels, 0).long()
+    picked = s.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+    loss = torch.log(s.sum(-1)) - torch.log(picked)
+    return torch.where(mask, loss, 0)
