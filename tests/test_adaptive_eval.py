@@ -163,3 +163,38 @@ def test_python_api_solve_matches_the_evaluation():
     np.testing.assert_array_equal(solved.steps, recorder.joined("steps"))
     np.testing.assert_array_equal(solved.predictions, recorder.joined("preds"))
     assert ((solved.confidence > 0.5) | (solved.steps == 6)).all()
+
+
+def test_trm_eval_halting_options_and_depth_curve(tmp_path):
+    """`trm eval --halting fixed|adaptive` and `--depth-curve` on a tiny trained run: the results JSON fields, the
+    fixed depth honoured, and the curve's table and picture."""
+    import json
+
+    from test_train import trm, write_recipe
+
+    recipe = write_recipe(tmp_path, steps=12)
+    run_dir = tmp_path / "run"
+    done = trm("run", str(recipe), "--run-dir", str(run_dir), "--no-progress")
+    assert done.returncode == 0, done.stderr[-3000:]
+    fixed = trm("eval", str(run_dir), "--halting", "fixed", "--max-steps", "5", "--no-progress",
+                "--out", str(tmp_path / "fixed.json"))
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    report = json.loads((tmp_path / "fixed.json").read_text())
+    assert report["halting"] == "fixed" and report["step_cap"] == 5
+    assert report["mean_steps"] == 5 and report["p90_steps"] == 5 and report["max_steps"] == 5
+    assert report["puzzles_per_s"] > 0 and "eval/puzzles_per_s" in fixed.stdout
+    adaptive = trm("eval", str(run_dir), "--halting", "adaptive", "--max-steps", "5", "--halt-threshold", "0.6",
+                   "--no-progress", "--out", str(tmp_path / "adaptive.json"))
+    assert adaptive.returncode == 0, adaptive.stderr[-3000:]
+    report = json.loads((tmp_path / "adaptive.json").read_text())
+    assert report["halting"] == "adaptive" and report["halt_threshold"] == 0.6 and 1 <= report["mean_steps"] <= 5
+    curve = trm("eval", str(run_dir), "--depth-curve", "1,2,4", "--no-progress", "--out-dir", str(tmp_path / "curve"))
+    assert curve.returncode == 0, curve.stderr[-3000:]
+    rows = json.loads((tmp_path / "curve" / "depth_curve.json").read_text())["rows"]
+    assert [(r["halting"], r["depth"]) for r in rows] == [("fixed", 1), ("fixed", 2), ("fixed", 4), ("adaptive", 4)]
+    assert [r["mean_steps"] for r in rows[:3]] == [1, 2, 4]
+    assert (tmp_path / "curve" / "depth_curve.csv").read_text().count("\n") == 5
+    png = tmp_path / "curve" / "depth_curve.png"
+    assert png.exists() == ("picture: " + str(png) in curve.stdout)
+    bad = trm("eval", str(run_dir), "--depth-curve", "1,x")
+    assert bad.returncode == 2 and "step counts" in bad.stderr and "Traceback" not in bad.stderr
