@@ -83,3 +83,15 @@ def test_the_fast_path_is_auto_on_cuda_only():
 
     assert uses_fast_path("auto", torch.device("cuda")) and not uses_fast_path("auto", torch.device("cpu"))
     assert uses_fast_path("fast", torch.device("cpu")) and not uses_fast_path("faithful", torch.device("cuda"))
+
+
+def test_float32_stablemax_has_finite_gradients_at_logit_one():
+    """bf16 logits are exactly 1.0 (or 0.0) often; the faithful formula's unused branch 1 / (1 - x + 1e-30) is
+    infinite there in float32 and turned every gradient into NaN on the GPU (a 1500-step H200 run showed it)."""
+    logits = torch.tensor([[[1.0, 0.0, -1.0, 2.0, 1.0]]], dtype=torch.bfloat16, requires_grad=True)
+    labels = torch.tensor([[3]])
+    loss = stablemax_cross_entropy_fp32(logits, labels, torch.ones(1, 1, dtype=torch.bool)).sum()
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()
+    exact = stablemax_cross_entropy(logits.detach().double(), labels, torch.ones(1, 1, dtype=torch.bool)).sum()
+    assert float(loss) == pytest.approx(float(exact), rel=1e-6)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -134,7 +135,10 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
             sparse.step()
         dense.step()
         dense.zero_grad(set_to_none=True)
-        return torch.stack([v.float() for v in metrics.values()]).tolist()  # the one host sync per step
+        values = torch.stack([v.float() for v in metrics.values()]).tolist()  # the one host sync per step
+        if not math.isfinite(values[list(metrics).index("lm_loss")]):  # a fast step that computes NaN is no result
+            raise RuntimeError(f"{config.name}: the loss is not finite at benchmark step {index}")
+        return values
 
     started = time.perf_counter()
     for index in range(warmup):

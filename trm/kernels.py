@@ -112,7 +112,10 @@ def stablemax_cross_entropy_fp32(logits: torch.Tensor, labels: torch.Tensor, mas
     float32 log-sum form differs by about 1e-7 relative (docs/engine.md).
     """
     x = logits.float()
-    s = torch.where(x < 0, 1 / (1 - x + 1e-30), x + 1)
+    # The negative branch sees min(x, 0): the faithful 1 / (1 - x + 1e-30) is infinite in float32 at x = 1 (1e-30
+    # squared underflows in its gradient), and torch.where's backward multiplies that unused branch's inf by 0 = NaN.
+    # bf16 logits hit x = 1.0 exactly all the time; float64 (the faithful loss) never overflows there.
+    s = torch.where(x < 0, 1 / (1 - x.clamp(max=0)), x + 1)
     safe = torch.where(mask, labels, 0).long()
     picked = s.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
     loss = torch.log(s.sum(-1)) - torch.log(picked)
