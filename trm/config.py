@@ -24,6 +24,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from trm.errors import RecipeError, UserError
 from trm.plugins import PluginHost, get_host
 from trm.structuring import GENERIC_QUOTE_HINT, describe, explain, make_converter, messages, problem
+from trm.textfiles import read_utf8
 
 __all__ = ["Recipe", "RecipeError", "load_recipe", "parse_value", "structure_options", "dump_recipe", "recipe_to_dict",
            "explain", "GENERIC_QUOTE_HINT"]  # the last two: re-exported from trm.structuring
@@ -39,7 +40,28 @@ def _help(text: str) -> dict[str, str]:
 
 
 class RecipeLoader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-4`` and ``5E3`` as floats (YAML 1.2 behaviour)."""
+    """SafeLoader that also reads ``1e-4`` and ``5E3`` as floats (YAML 1.2 behaviour) and refuses duplicate keys.
+
+    PyYAML keeps the last of two equal keys without a word, so a recipe listing ``lr`` twice would train with
+    whichever came second; here that is an error naming the line of each.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, _value in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` keys may be overridden on purpose
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    earlier = first_line.get(key)
+                except TypeError:  # an unhashable key: SafeConstructor reports it below
+                    continue
+                if earlier is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first given on line {earlier})", key_node.start_mark)
+                first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 RecipeLoader.add_implicit_resolver(
@@ -62,12 +84,7 @@ def parse_value(text: str) -> Any:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError(f"{path}: recipe not found") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read recipe: {exc.strerror}") from None
+    text = read_utf8(path, "recipe")
     try:
         data = yaml.load(text, Loader=RecipeLoader)  # noqa: S506
     except yaml.YAMLError as exc:
@@ -459,8 +476,20 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, host: Plugin
     else:  # still report unknown plugin names of an otherwise broken recipe
         problems += _plugin_name_problems(data, host)
     if problems:
-        raise RecipeError([f"{path}: {problem}" for problem in problems])
+        raise RecipeError([_attribute(problem, path, overrides) for problem in problems])
     return recipe
+
+
+def _attribute(problem: str, path: Path, overrides: Sequence[str]) -> str:
+    """``problem`` prefixed with where the bad value came from: the last command-line override setting its key (or
+    a section above it), else the recipe file. Blaming the file for a typo made on the command line sends the user
+    looking for a key that is not in it."""
+    where = problem.partition(": ")[0]
+    for item in reversed(overrides):
+        key = "$." + item.partition("=")[0].strip()
+        if where == key or (where.startswith(key) and where[len(key)] in ".["):
+            return f"command line, override {item!r}: {problem}"
+    return f"{path}: {problem}"
 
 
 def _plugin_name_problems(data: Mapping[str, Any], host: PluginHost) -> list[str]:

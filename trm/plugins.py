@@ -90,8 +90,36 @@ class Registry:
         self._owners: dict[str, str] = {}
         caller = getattr(host.pm.hook, hook_name)
         for impl in caller.get_hookimpls():
-            for record in impl.function() or ():
+            for record in self._records_of(impl.plugin_name, hook_name, impl.function):
                 self._add(record, impl.plugin_name)
+
+    def _records_of(self, owner: str, hook_name: str, hook: Any) -> list[Any]:
+        """What plugin ``owner``'s registration hook returns, checked: a list of the kind's record class.
+
+        A wrong return value would otherwise surface as an AttributeError deep inside a later command, naming
+        neither the plugin nor the hook."""
+        expected = _record_class(self.kind)
+        who = f"plugin {self._host.describe(owner)}: {hook_name}()"
+        try:
+            result = hook()
+        except UserError:
+            raise
+        except Exception as exc:  # a plugin's bug: say whose, in one line
+            raise UserError(f"{who} failed: {type(exc).__name__}: {exc}") from exc
+        if result is None:
+            return []
+        if isinstance(result, (str, bytes, dict)) or not hasattr(result, "__iter__"):
+            raise UserError(f"{who} returned {_kind_of(result)}, expected a list of {expected.__name__}")
+        records = list(result)
+        for index, record in enumerate(records):
+            if not isinstance(record, expected):
+                raise UserError(f"{who} returned {_kind_of(record)} as item {index}, expected {expected.__name__}")
+            if not isinstance(record.name, str) or not record.name:
+                raise UserError(f"{who}: item {index} has name {record.name!r}, expected a non-empty string")
+            if not isinstance(record.options_class, type):
+                raise UserError(f"{who}: {self.noun} '{record.name}' has options_class {record.options_class!r}, "
+                                f"expected a class (an attrs class, or trm.types.NoOptions)")
+        return records
 
     def _add(self, record: Any, owner: str) -> None:
         name = record.name
@@ -130,6 +158,32 @@ class Registry:
         raise UserError(message)
 
 
+def _check_load_names(only: set[str], installed: set[str], modules: dict[str, str]) -> None:
+    """A name in TRM_LOAD_PLUGINS that no installed plugin has is refused: ignoring it would leave the plugin out
+    and make a recipe that needs it fail with "unknown task", blaming the recipe for the environment."""
+    for name in sorted(only - installed):
+        if name in modules:
+            hint = f" ('{name}' is the module of plugin '{modules[name]}'; {ENV_LOAD} takes plugin names)"
+        else:
+            hint = did_you_mean(name, sorted(installed))
+        raise UserError(f"{ENV_LOAD}: no installed trm plugin is named '{name}'{hint} "
+                        f"(installed: {', '.join(sorted(installed)) or 'none'})")
+
+
+def _record_class(kind: str) -> type:
+    from trm import types
+
+    return {"backbones": types.BackboneSpec, "tasks": types.TaskSpec, "halting": types.HaltingSpec,
+            "evaluators": types.EvaluatorSpec}[kind]
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "None"
+    kind = type(value).__name__
+    return f"a {kind}" if isinstance(value, (str, bytes, dict, int, float)) else f"a {kind} ({value!r:.60})"
+
+
 class PluginHost:
     """One pluggy manager with the entry-point plugins loaded, plus one-off plugin files and registries."""
 
@@ -164,6 +218,8 @@ class PluginHost:
                 self._fail(ep.name, ep.value, dist_name, version, f"{type(exc).__name__}: {exc}")
                 continue
             self.register(module, ep.name, PluginInfo(ep.name, ep.value, dist_name, version, "entry point"))
+        if only:
+            _check_load_names(only, {name for name, _ in seen}, {value.partition(":")[0]: name for name, value in seen})
 
     def _fail(self, name: str, module: str, dist: str | None, version: str | None, error: str) -> None:
         self.failed[name] = FailedPlugin(name, module, dist, version, error)

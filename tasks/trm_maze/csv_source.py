@@ -2,17 +2,18 @@
 
 ``question`` and ``answer`` are row-major square grids over ``"# SGo"`` (900 characters for 30x30). Fields are
 unquoted and contain spaces, so nothing is stripped. ``source`` and ``rating`` are not used: the rating of the
-published copy was recomputed, and we recompute lengths with BFS whenever we need them.
+published copy was recomputed, and we recompute lengths with BFS whenever we need them. Files must be UTF-8 (a
+byte-order mark is accepted).
 """
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from trm.errors import UserError
+from trm.textfiles import csv_records
 from trm_maze.grid import encode, side_of, verify_example
 
 
@@ -51,33 +52,32 @@ def read_csv(path: Path, *, verify: bool = True) -> tuple[np.ndarray, np.ndarray
     """
     questions: list[np.ndarray] = []
     answers: list[np.ndarray] = []
-    with open(path, newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or "question" not in header or "answer" not in header:
-            raise UserError(f"{path}: expected a header with 'question' and 'answer' columns, got {header}")
-        q_col, a_col = header.index("question"), header.index("answer")
-        length = None
-        for line_number, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            where = f"{path}:{line_number}"
-            if len(row) != len(header):
-                raise UserError(f"{where}: expected {len(header)} fields, got {len(row)}")
-            question_text, answer_text = row[q_col], row[a_col]
-            length = length or len(question_text)
-            if len(question_text) != length or len(answer_text) != length:
-                raise UserError(f"{where}: question/answer have {len(question_text)}/{len(answer_text)} cells, "
-                                f"expected {length} like the first row")
-            try:
-                side_of(length)
-                question, answer = encode(question_text), encode(answer_text)
-                if verify:
-                    verify_example(question, answer)
-            except ValueError as exc:
-                raise UserError(f"{where}: {exc}") from None
-            questions.append(question)
-            answers.append(answer)
+    records = csv_records(path, "maze CSV")
+    header = next(records, (0, None))[1]
+    if header is None or "question" not in header or "answer" not in header:
+        raise UserError(f"{path}: expected a header with 'question' and 'answer' columns, got {header}")
+    q_col, a_col = header.index("question"), header.index("answer")
+    length = None
+    for line_number, row in records:
+        if not row:
+            continue
+        where = f"{path}:{line_number}"
+        if len(row) != len(header):
+            raise UserError(f"{where}: expected {len(header)} fields, got {len(row)}")
+        question_text, answer_text = row[q_col], row[a_col]
+        length = length or len(question_text)
+        if len(question_text) != length or len(answer_text) != length:
+            raise UserError(f"{where}: question/answer have {len(question_text)}/{len(answer_text)} cells, "
+                            f"expected {length} like the first row")
+        try:
+            side_of(length)
+            question, answer = encode(question_text), encode(answer_text)
+            if verify:
+                verify_example(question, answer)
+        except ValueError as exc:
+            raise UserError(f"{where}: {exc}") from None
+        questions.append(question)
+        answers.append(answer)
     if not questions:
         raise UserError(f"{path}: no maze rows after the header")
     return np.stack(questions), np.stack(answers)
@@ -86,9 +86,8 @@ def read_csv(path: Path, *, verify: bool = True) -> tuple[np.ndarray, np.ndarray
 def peek_seq_len(path: Path) -> int | None:
     """The grid length of the first row of a CSV, or None when it cannot be read (used before a build)."""
     try:
-        with open(path, newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader)
-            return len(next(reader)[header.index("question")])
-    except (OSError, StopIteration, ValueError, IndexError):
+        records = csv_records(path, "maze CSV")
+        header = next(records)[1]
+        return len(next(records)[1][header.index("question")])
+    except (UserError, StopIteration, ValueError, IndexError):
         return None
