@@ -118,6 +118,9 @@ def convert_reference(checkpoint: Path, recipe_path: Path, out: Path, *, identif
     out = Path(out)
     if (out / "checkpoints").exists():
         raise UserError(f"{out}: already holds checkpoints; choose a new --out directory")
+    # `--out .` or any folder with files in it would get a recipe.yaml written over whatever is there
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"{out}: is a directory that is not empty; --out names a new run directory to create")
     recipe = load_recipe(recipe_path, overrides)
     if "model.path=" not in " ".join(overrides):  # "identical to the paper's code" holds on the faithful path
         recipe = attrs.evolve(recipe, model=attrs.evolve(recipe.model, path="faithful"))

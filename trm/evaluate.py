@@ -33,10 +33,10 @@ from typing import Any, Callable
 import attrs
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from trm.errors import UserError
 from trm.plugins import registry
+from trm.progress import progress_bar
 from trm.types import EvalContext
 
 HALTING_MODES = ("adaptive", "fixed")
@@ -301,8 +301,7 @@ def evaluate(
     started = time.perf_counter()
     finished = _Finished()
     all_steps: list[np.ndarray] = []
-    bar = tqdm(total=len(rows), desc="eval", disable=not show_progress or rank != 0, leave=False, dynamic_ncols=True,
-               unit="ex")
+    bar = progress_bar(total=len(rows), desc="eval", disable=not show_progress or rank != 0, leave=False, unit="ex")
 
     def hand_over(chunk: tuple[np.ndarray, tuple[np.ndarray, ...]] | None) -> None:
         if chunk is None:

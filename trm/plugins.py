@@ -178,10 +178,7 @@ def _record_class(kind: str) -> type:
 
 
 def _kind_of(value: Any) -> str:
-    if value is None:
-        return "None"
-    kind = type(value).__name__
-    return f"a {kind}" if isinstance(value, (str, bytes, dict, int, float)) else f"a {kind} ({value!r:.60})"
+    return "None" if value is None else f"{type(value).__name__} {value!r:.60}"
 
 
 class PluginHost:

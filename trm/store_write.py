@@ -205,10 +205,11 @@ class DatasetWriter:
         self._extras[str(key)] = value
 
     def progress(self, iterable: Iterable | None = None, *, total: int | None = None, desc: str = "") -> Any:
-        """A tqdm progress bar (silent when the build was asked not to show progress)."""
-        from tqdm.auto import tqdm
+        """A progress bar (trm.progress: plain lines when stderr is not a terminal; silent when the build was asked
+        not to show progress)."""
+        from trm.progress import progress_bar
 
-        return tqdm(iterable, total=total, desc=desc, disable=not self.show_progress, dynamic_ncols=True, leave=False)
+        return progress_bar(iterable, total=total, desc=desc, disable=not self.show_progress, leave=False)
 
     def finish(self, metadata: dict[str, Any]) -> dict[str, Any]:
         """Close every split, write names and extras, and set the metadata with the completion marker last."""

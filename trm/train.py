@@ -25,7 +25,6 @@ from typing import Any
 
 import attrs
 import torch
-from tqdm.auto import tqdm
 
 from trm import __version__
 from trm.build import build_model, forward_dtype, open_recipe_store
@@ -35,6 +34,7 @@ from trm.errors import UserError
 from trm.evaluate import build_evaluators, evaluate, format_table
 from trm.logs import MetricsLog, plot_curves
 from trm.plugins import get_host
+from trm.progress import progress_bar
 from trm import process_state
 from trm.train_parts import EMA, plan_batches
 from trm.types import TaskDims
@@ -222,8 +222,8 @@ class Trainer:
             get_host().pm.hook.trm_before_run(recipe=self.recipe, run_dir=self.run_dir)
         if acc.log_with:
             acc.init_trackers("trm", config={"recipe": dump_recipe(self.recipe)})
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", disable=not (self.show_progress and self.is_main),
-                   dynamic_ncols=True)
+        bar = progress_bar(total=self.total_steps, initial=self.step, desc="train",
+                           disable=not (self.show_progress and self.is_main))
         window: dict[str, torch.Tensor] = {}
         window_start, window_steps = time.perf_counter(), 0
         batches = iter(self.loader)
