@@ -85,11 +85,12 @@ def test_validate_reports_out_of_range_values_one_clean_line_each():
     result = trm("recipe", "validate", str(recipe), "eval.every=-1", "train.global_batch_size=0",
                  "model.forward_dtype=float64", "model.hidden_size=-64")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.splitlines() == [
-        f"{recipe}: $.model.hidden_size: must be >= 1 (got -64)",
-        f"{recipe}: $.model.forward_dtype: must be one of auto, bfloat16, float32 (got 'float64')",
-        f"{recipe}: $.train.global_batch_size: must be >= 1 (got 0)",
-        f"{recipe}: $.eval.every: must be >= 1 (got -1)",
+    assert result.stderr.splitlines() == [  # the values came from the command line, so the problems say so
+        "command line, override 'model.hidden_size=-64': $.model.hidden_size: must be >= 1 (got -64)",
+        "command line, override 'model.forward_dtype=float64': $.model.forward_dtype: must be one of auto, bfloat16, "
+        "float32 (got 'float64')",
+        "command line, override 'train.global_batch_size=0': $.train.global_batch_size: must be >= 1 (got 0)",
+        "command line, override 'eval.every=-1': $.eval.every: must be >= 1 (got -1)",
         "trm: 4 problem(s) found",
     ]
 

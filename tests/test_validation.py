@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import attrs
@@ -30,7 +31,9 @@ def recipe(tmp_path):
 def problems_of(path, host, overrides):
     with pytest.raises(RecipeError) as err:
         config.load_recipe(path, overrides, host=host)
-    return [problem.removeprefix(f"{path}: ") for problem in err.value.problems]
+    # the problems of values set by `overrides` are attributed to the command line (tests/test_bad_inputs.py)
+    return [re.sub(r"^command line, override '[^']*': ", "", problem.removeprefix(f"{path}: "))
+            for problem in err.value.problems]
 
 
 # Every value a user-testing pass found accepted and then failing, hanging or misbehaving in `trm run`.
