@@ -425,3 +425,12 @@ def test_a_registration_hook_returning_the_wrong_type_names_the_plugin(monkeypat
 def test_a_generator_of_records_is_a_fine_return_value(empty_host):
     empty_host.register(_returning(lambda: (spec for spec in [_backbone("gen")])), "gen-plugin")
     assert empty_host.registry("backbones").names() == ["gen"]
+
+
+def test_a_convert_identifiers_file_that_is_not_utf8_is_named(tmp_path):
+    from trm.convert import _identifier_names
+
+    names = tmp_path / "identifiers.json"
+    names.write_bytes(b'["<blank>", "caf\xe9"]')
+    with pytest.raises(UserError, match=rf"^{names}: not UTF-8 text: byte 0xe9 at byte offset 16 \(line 1\)"):
+        _identifier_names(names, None)

@@ -154,9 +154,11 @@ def convert_reference(checkpoint: Path, recipe_path: Path, out: Path, *, identif
 
 
 def _identifier_names(path: Path, rows: int | None) -> list[str]:
+    from trm.textfiles import read_utf8
+
     try:
-        names = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        names = json.loads(read_utf8(path, "identifiers file"))
+    except json.JSONDecodeError as exc:
         raise UserError(f"{path}: unreadable identifiers file ({exc})") from None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise UserError(f"{path}: expected a JSON list of names (identifier id -> augmented puzzle name)")
