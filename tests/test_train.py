@@ -235,7 +235,8 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(tmp_pa
 
 
 def test_resuming_a_complete_run_says_so_and_more_steps_do_not_repeat_the_last_evaluation(tmp_path):
-    recipe = write_recipe(tmp_path, steps=4, extra="eval: {every: 1, limit: 64, batch_size: 64}\n")
+    recipe = write_recipe(tmp_path, steps=4)  # with eval.every 1 (a second `eval:` key would be a duplicate key)
+    recipe.write_text(recipe.read_text().replace("eval: {every: null,", "eval: {every: 1,"))
     first = trm("run", str(recipe), "--run-dir", str(tmp_path / "run"), "--no-progress")
     assert first.returncode == 0, first.stderr[-3000:]
     evaluations = [r["step"] for r in eval_records(tmp_path / "run")]
