@@ -27,8 +27,8 @@ def test_tiny_bench_runs_and_writes_json(tmp_path):
 
 def test_profile_writes_a_table_per_configuration(tmp_path):
     rows = run_bench(names=("maze-att",), tiny=True, steps=1, warmup=1, profile_dir=tmp_path / "prof", echo=lambda _: None)
-    text = (tmp_path / "prof" / "profile_maze-att-tiny.txt").read_text()
-    assert len(rows) == 1 and text.startswith("maze-att-tiny: 3 profiled steps")
+    text = (tmp_path / "prof" / "profile_maze-att-tiny-faithful.txt").read_text()  # on the CPU auto = faithful
+    assert len(rows) == 1 and text.startswith("maze-att-tiny-faithful: 3 profiled steps")
     assert "aten::mm" in text or "aten::addmm" in text or "aten::bmm" in text  # the matmuls show up by name
 
 
@@ -84,3 +84,19 @@ def test_cli_rejects_counts_below_one(args, option):
 
     result = CliRunner().invoke(cli, ["bench", "--tiny", *args])
     assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
+
+
+def test_compare_times_both_paths_and_reports_their_ratios(tmp_path):
+    import json
+
+    out = tmp_path / "compare.json"
+    rows = run_bench(names=("sudoku-mlp",), tiny=True, steps=1, warmup=0, compare=True, out=out,
+                     profile_dir=tmp_path / "prof", echo=lambda _: None)
+    row = json.loads(out.read_text())["results"][0]
+    for key in ("config", "faithful_ms", "fast_ms", "speedup", "faithful_peak_gib", "fast_peak_gib", "memory_ratio"):
+        assert key in row
+    assert row["faithful"]["path"] == "faithful" and row["fast"]["path"] == "fast"
+    assert row["speedup"] == pytest.approx(row["faithful_ms"] / row["fast_ms"])
+    assert rows[0]["config"] == "sudoku-mlp-tiny"
+    assert {p.name for p in (tmp_path / "prof").iterdir()} == {"profile_sudoku-mlp-tiny-faithful.txt",
+                                                               "profile_sudoku-mlp-tiny-fast.txt"}
