@@ -25,7 +25,7 @@ import numpy as np
 
 from trm_arc.augment import grid_hash
 from trm_arc.kaggle import ArcTask
-from trm_arc.transforms import dihedral
+from trm.symmetry import canonical_form
 
 Pair = tuple[np.ndarray, np.ndarray]
 
@@ -36,18 +36,7 @@ def pair_hash(inp: np.ndarray, out: np.ndarray) -> str:
 
 def canonical_pair_hash(inp: np.ndarray, out: np.ndarray) -> str:
     """A hash equal for two pairs iff one is a dihedral + colour-permuted (black fixed) version of the other."""
-    best = None
-    for tid in range(8):
-        a, b = dihedral(inp, tid), dihedral(out, tid)
-        cells = np.concatenate([a.ravel(), b.ravel()])
-        # relabel non-black colours in order of first appearance, so any colour permutation gives the same cells
-        relabel = np.zeros(10, dtype=np.uint8)
-        _, first = np.unique(cells, return_index=True)
-        order = [c for c in cells[np.sort(first)] if c != 0]
-        relabel[order] = np.arange(1, len(order) + 1, dtype=np.uint8)
-        form = bytes(a.shape) + bytes(b.shape) + relabel[cells].tobytes()
-        best = form if best is None or form < best else best
-    return hashlib.sha256(best).hexdigest()
+    return hashlib.sha256(canonical_form((inp, out), dihedral_group=True, values=True, fixed=(0,))).hexdigest()
 
 
 @attrs.frozen

@@ -3,46 +3,39 @@
 REFERENCE.md 1.3 ("Augmentation") and 7 ("Per example", step 3). A version of a task is named
 ``<task_id>|||t<tid>|||<10-digit colour map>``; the original keeps its plain id. The forward transform applies the
 colour map first and then the dihedral transform (they commute: the colour map acts cell by cell); the inverse
-undoes the dihedral transform and then the colour map.
+undoes the dihedral transform and then the colour map. The transforms themselves are trm.symmetry's (shared by every
+task); this module keeps ARC's names and its version-name format.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from trm import symmetry
+from trm.symmetry import DIHEDRAL_INVERSE
+
 NAME_SEPARATOR = "|||"
 NUM_COLOURS = 10
 IDENTITY_COLOURS = np.arange(NUM_COLOURS, dtype=np.uint8)
 # dihedral id -> the id that undoes it (rotations by 90 and 270 degrees undo each other; the rest are involutions)
-INVERSE_DIHEDRAL = (0, 3, 2, 1, 4, 5, 6, 7)
+INVERSE_DIHEDRAL = DIHEDRAL_INVERSE
 
 
 def dihedral(grid: np.ndarray, tid: int) -> np.ndarray:
     """Dihedral transform ``tid`` of a 2-D grid: 0 identity, 1-3 rot90 k=1..3, 4 left-right mirror,
-    5 up-down mirror, 6 transpose, 7 anti-transpose (the mirror of rot90), exactly the reference's numbering."""
-    if tid == 0:
-        return grid
-    if tid in (1, 2, 3):
-        return np.rot90(grid, k=tid)
-    if tid == 4:
-        return np.fliplr(grid)
-    if tid == 5:
-        return np.flipud(grid)
-    if tid == 6:
-        return grid.T
-    if tid == 7:
-        return np.fliplr(np.rot90(grid, k=1))
-    raise ValueError(f"dihedral id must be 0..7, got {tid}")
+    5 up-down mirror, 6 transpose, 7 anti-transpose (the mirror of rot90), exactly the reference's numbering
+    (:func:`trm.symmetry.dihedral`)."""
+    return symmetry.dihedral(grid, tid)
 
 
 def inverse_dihedral(grid: np.ndarray, tid: int) -> np.ndarray:
     """Undo :func:`dihedral` with the same ``tid``."""
-    return dihedral(grid, INVERSE_DIHEDRAL[tid])
+    return symmetry.inverse_dihedral(grid, tid)
 
 
 def inverse_colours(colour_map: np.ndarray) -> np.ndarray:
     """The colour map that undoes ``colour_map`` (``colour_map[old] = new``): its argsort."""
-    return np.argsort(colour_map).astype(np.uint8)
+    return symmetry.invert_value_map(np.asarray(colour_map, dtype=np.uint8))
 
 
 def augment_grid(grid: np.ndarray, tid: int, colour_map: np.ndarray) -> np.ndarray:
@@ -74,5 +67,4 @@ def parse_name(name: str) -> tuple[str, int, np.ndarray]:
 
 def random_colour_maps(rng: np.random.Generator, count: int) -> np.ndarray:
     """``count`` colour maps [count, 10]: black (0) fixed, colours 1..9 permuted uniformly."""
-    perms = np.argsort(rng.random((count, NUM_COLOURS - 1)), axis=1).astype(np.uint8) + 1
-    return np.concatenate([np.zeros((count, 1), dtype=np.uint8), perms], axis=1)
+    return symmetry.random_value_maps(rng, count, NUM_COLOURS, fixed=(0,))

@@ -10,14 +10,16 @@ checked to be a BFS-shortest path (``verify``).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 
 from trm.errors import UserError
+from trm.heldout import Deduplicator, find_shared, symmetry_key
+from trm.symmetry import NUM_DIHEDRAL, dihedral_flat
 from trm.types import TaskDims
 from trm_maze.csv_source import peek_seq_len, read_csv, split_files
-from trm_maze.dihedral import NUM_TRANSFORMS, transform_flat
 from trm_maze.generate import generate_mazes
 from trm_maze.grid import PATH, TOKEN_NAMES, VOCAB_SIZE, WALL, side_of
 from trm_maze.options import MazeOptions
@@ -46,13 +48,13 @@ def check_options(options: MazeOptions) -> None:
 def load_splits(options: MazeOptions, rng: np.random.Generator, progress: Any = None) -> dict[str, tuple]:
     """Split name -> (questions, answers) token arrays [N, side*side], before subsampling and augmentation."""
     if options.source == "generate":
-        seen: set[bytes] = set()
+        seen = Deduplicator()  # one for both splits: no maze is in two splits (nor twice in one)
         splits = {}
         for name, count in (("train", options.num_train), ("test", options.num_test)):
             if count == 0:
                 continue
             pairs = generate_mazes(rng, count=count, side=options.size, min_path_length=options.min_path_length,
-                                   wall_density=options.wall_density, seen=seen)
+                                   wall_density=options.wall_density, seen=seen, split=name)
             if progress is not None:
                 pairs = progress(pairs, total=count, desc=f"generating {name}")
             try:
@@ -63,6 +65,18 @@ def load_splits(options: MazeOptions, rng: np.random.Generator, progress: Any = 
         return splits
     return {name: read_csv(path, verify=options.verify)
             for name, path in split_files(options.source, options.train_file, options.test_file).items()}
+
+
+def warn_symmetric_overlap(train: np.ndarray, test: np.ndarray, side: int) -> None:
+    """Warn (stderr) when test mazes equal a rotation or reflection of a training maze: with ``dihedral_aug`` that
+    version is trained on, so the test score would count it. Only a warning: the store stays as built."""
+    key = symmetry_key(dihedral_group=True)
+    shared = find_shared({"train": [q.reshape(side, side) for q in train], "test": [q.reshape(side, side) for q in test]},
+                         key)
+    if shared:
+        tests = sorted({index for _, _, _, index in shared})
+        print(f"warning: {len(tests)} test maze(s) (e.g. row {tests[0]}) equal a rotation or reflection of a training "
+              "maze, which dihedral_aug trains on; their test scores are not held out", file=sys.stderr)
 
 
 def split_stats(questions: np.ndarray, answers: np.ndarray) -> dict[str, float]:
@@ -89,13 +103,15 @@ def build(options: MazeOptions, writer: Any) -> None:
     if options.subsample_size is not None and options.subsample_size < len(splits["train"][0]):
         keep = np.sort(rng.choice(len(splits["train"][0]), size=options.subsample_size, replace=False))
         splits["train"] = (splits["train"][0][keep], splits["train"][1][keep])
+    if options.dihedral_aug and "test" in splits:
+        warn_symmetric_overlap(splits["train"][0], splits["test"][0], side)
     stats = {}
     for name, (questions, answers) in splits.items():
-        transforms = range(NUM_TRANSFORMS) if (options.dihedral_aug and name == "train") else (0,)
+        transforms = range(NUM_DIHEDRAL) if (options.dihedral_aug and name == "train") else (0,)
         out = writer.split(name)
         for question, answer in writer.progress(zip(questions, answers), total=len(questions), desc=name):
             out.add_group([
-                (BLANK_IDENTIFIER, transform_flat(question, tid, side)[None], transform_flat(answer, tid, side)[None])
+                (BLANK_IDENTIFIER, dihedral_flat(question, tid, side)[None], dihedral_flat(answer, tid, side)[None])
                 for tid in transforms
             ])
         stats[name] = split_stats(questions, answers)

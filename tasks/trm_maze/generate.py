@@ -14,7 +14,9 @@ so this generator builds hardness in directly:
    never tried again (it stays a cut cell as walls are added), so the distance rises until the target is met or no
    candidate is left (then the maze is discarded and a fresh one drawn).
 4. Label with :func:`trm_maze.grid.solve` and verify with :func:`trm_maze.grid.verify_example` (the label is a
-   BFS-shortest S-to-G path through open cells). Duplicates are skipped, also across splits.
+   BFS-shortest S-to-G path through open cells). Duplicates are skipped, also across splits
+   (:class:`trm.heldout.Deduplicator`, exact: a test maze equal to a rotation of a training maze is not excluded, so
+   that stores stay the same as before the helpers existed; at the default 30x30 such a pair is vanishingly rare).
 
 Every draw comes from one ``numpy.random.Generator`` seeded by the caller, so a build is reproducible.
 """
@@ -25,6 +27,7 @@ from typing import Iterator
 
 import numpy as np
 
+from trm.heldout import Deduplicator
 from trm_maze.grid import GOAL, OPEN, START, WALL, bfs, solve, verify_example
 
 
@@ -72,22 +75,25 @@ def generate_mazes(
     side: int,
     min_path_length: int,
     wall_density: float,
-    seen: set[bytes] | None = None,
+    seen: Deduplicator | set[bytes] | None = None,
+    split: str = "train",
     max_failures: int = 1000,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``count`` distinct verified (question, answer) pairs of flat uint8 tokens.
 
-    ``seen`` holds the question bytes already produced (pass the same set to every split so that no maze is in
-    two splits); it is updated in place. ``max_failures`` consecutive failed draws raise ValueError: the target is
+    ``seen`` holds the questions already produced, a :class:`trm.heldout.Deduplicator` (pass the same one to every
+    split, naming the ``split``, so that no maze is in two splits) or a set of question bytes; it is updated in
+    place. ``max_failures`` consecutive failed draws raise ValueError: the target is
     out of reach for this size (the longest possible shortest path in an n x n grid is about n*n/2 moves).
     """
     if side < 2:
         raise ValueError(f"maze size must be at least 2, got {side}")
-    seen = set() if seen is None else seen
+    seen = Deduplicator() if seen is None else seen
+    as_bytes = isinstance(seen, set)
     produced = failures = 0
     while produced < count:
         question = _draw_maze(rng, side, wall_density, min_path_length)
-        if question is None or question.tobytes() in seen:
+        if question is None or (question.tobytes() if as_bytes else question) in seen:
             failures += 1
             if failures >= max_failures:
                 raise ValueError(
@@ -98,6 +104,9 @@ def generate_mazes(
         failures = 0
         answer = solve(question)
         verify_example(question, answer)  # the label is a BFS-shortest path; never skipped
-        seen.add(question.tobytes())
+        if as_bytes:
+            seen.add(question.tobytes())
+        else:
+            seen.add(question, split)
         produced += 1
         yield question, answer

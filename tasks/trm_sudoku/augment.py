@@ -1,7 +1,7 @@
 """Validity-preserving Sudoku shuffles (REFERENCE.md 1.1), generalised to 4x4 and 6x6 boards.
 
 One shuffle applies the same transform to a puzzle and its solution, drawn in the reference's order:
-1. a digit relabelling (a permutation of 1..size; blank 0 stays 0);
+1. a digit relabelling (a permutation of 1..size; blank 0 stays 0: :func:`trm.symmetry.random_value_maps`);
 2. a transpose with probability 1/2, applied first (only for square boxes: a 6x6 board's 2x3 boxes would become 3x2);
 3. a row permutation: permute the bands (rows of boxes), then the rows inside each band independently;
 4. a column permutation: the same over the stacks (columns of boxes);
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from trm.symmetry import random_value_maps
 from trm_sudoku.solver import BOX_SHAPES
 
 
@@ -27,8 +28,7 @@ def shuffle_boards(puzzle: np.ndarray, solution: np.ndarray, count: int, rng: np
                    size: int = 9) -> tuple[np.ndarray, np.ndarray]:
     """``count`` random shuffles of one board pair (digits, 0 = blank) -> two arrays [count, size*size]."""
     box_rows, box_cols = BOX_SHAPES[size]
-    digit_maps = np.zeros((count, size + 1), dtype=np.uint8)
-    digit_maps[:, 1:] = np.argsort(rng.random((count, size)), axis=1) + 1
+    digit_maps = random_value_maps(rng, count, size + 1, fixed=(0,))  # blank 0 stays blank
     transpose = rng.random(count) < 0.5 if box_rows == box_cols else np.zeros(count, dtype=bool)
     row_perm = _block_permutations(rng, count, size // box_rows, box_rows)  # bands of box_rows rows
     col_perm = _block_permutations(rng, count, size // box_cols, box_cols)  # stacks of box_cols columns

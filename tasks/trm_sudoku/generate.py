@@ -14,7 +14,13 @@ from __future__ import annotations
 import random
 from typing import Iterator
 
+from trm.heldout import Deduplicator
 from trm_sudoku.solver import Solver
+
+
+def _board_key(board: list[int]) -> str:
+    """The digits of a board as one string (what ``exclude`` holds)."""
+    return "".join(map(str, board))
 
 
 def random_solution(solver: Solver, rng: random.Random) -> list[int]:
@@ -38,11 +44,15 @@ def generate_puzzles(size: int, count: int, *, seed: int, min_guesses: int = 0, 
                      max_tries: int | None = None, exclude: set[str] | None = None) -> Iterator[tuple[list[int], list[int], int]]:
     """Yield ``count`` distinct ``(puzzle, solution, guesses)`` with guesses in ``[min_guesses, max_guesses]``.
 
+    Every puzzle differs from the others and from the boards in ``exclude`` (digit strings, e.g. a held-out
+    split's); the caller splits them into train and test, which therefore share no puzzle.
     Raises ValueError when ``max_tries`` (default ``200 * count``) candidates did not give enough puzzles.
     """
     solver = Solver(size)
     rng = random.Random(seed)
-    seen = set(exclude or ())
+    seen = Deduplicator(key=_board_key)  # exact: the shuffles of a puzzle are not excluded (see docs/tasks/sudoku.md)
+    for key in exclude or ():
+        seen.add_key(key, "excluded")
     tries, made = 0, 0
     limit = max_tries if max_tries is not None else 200 * count
     while made < count:
@@ -53,14 +63,14 @@ def generate_puzzles(size: int, count: int, *, seed: int, min_guesses: int = 0, 
         tries += 1
         solution = random_solution(solver, rng)
         puzzle = minimal_puzzle(solver, solution, rng)
-        key = "".join(map(str, puzzle))
-        if key in seen:
+        key = _board_key(puzzle)
+        if seen.has_key(key):
             continue
         guesses = solver.rate(puzzle)
         if guesses < min_guesses or (max_guesses is not None and guesses > max_guesses):
             continue
         if solver.count_solutions(puzzle, limit=2) != 1:  # belt and braces: removal kept uniqueness
             raise AssertionError(f"generator produced a puzzle without a unique solution: {key}")
-        seen.add(key)
+        seen.add_key(key, "generated")
         made += 1
         yield puzzle, solution, guesses
