@@ -78,16 +78,19 @@ def _unavailable(name: str, reason: str) -> click.Command:
 
 @click.group(cls=TrmGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="trm")
-def cli() -> None:
+@click.option("--data-root", "data_root", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Folder relative data.store paths are under (sets TRM_DATA_ROOT; default ./data).")
+def cli(data_root: str | None) -> None:
     """trm: Tiny Recursive Models for recursive reasoning on puzzles.
 
     \b
     Typical session:
-      trm augment sudoku --source generate --out data/sudoku.zarr size=9
-      trm run recipes/quickstart.yaml
+      trm recipes                      # the shipped recipes
+      trm run quickstart               # a shipped recipe by name (or a path: trm run recipes/quickstart.yaml)
       trm eval runs/quickstart-<time> --max-steps 32
 
-    Docs: docs/index.md. Environment: TRM_LOAD_PLUGINS, TRM_DISABLE_PLUGINS, TRM_TRACE_HOOKS (docs/plugins.md);
+    Docs: docs/index.md. Environment: TRM_DATA_ROOT: the folder relative data.store paths are under (default
+    ./data; docs/datasets.md). TRM_LOAD_PLUGINS, TRM_DISABLE_PLUGINS, TRM_TRACE_HOOKS (docs/plugins.md);
     TRM_TRACKERS: where trm run logs metrics besides metrics.jsonl: auto (TensorBoard when installed, the default),
     none, or a comma list such as tensorboard,wandb (docs/training.md). TRM_NUM_THREADS: CPU threads for torch
     (default: the cores free at start; docs/training.md).
@@ -95,6 +98,10 @@ def cli() -> None:
     from trm.threads import configure_threads
 
     configure_threads()
+    if data_root is not None:  # an environment variable, so that accelerate's worker processes see it too
+        import os
+
+        os.environ["TRM_DATA_ROOT"] = data_root
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -112,8 +119,9 @@ def plugins_command(as_json: bool, recipe: str | None) -> None:
     host = get_host()
     if recipe:
         from trm.config import load_plugin_files
+        from trm.recipe_catalog import resolve_recipe
 
-        load_plugin_files(recipe, host)
+        load_plugin_files(resolve_recipe(recipe, host), host)
     rows = [
         {
             "name": info.name,
@@ -219,9 +227,32 @@ def list_command(kind: str, as_json: bool) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
+@cli.command("recipes")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (name, origin, path, description) instead of a table.")
+def recipes_command(as_json: bool) -> None:
+    """List the shipped recipes: trm's own and those installed plugins ship. Run one with `trm run NAME`."""
+    from trm.recipe_catalog import shipped_recipes
+
+    found = shipped_recipes()
+    if as_json:
+        click.echo(json.dumps([{"name": r.name, "origin": r.origin, "qualified": r.qualified, "path": str(r.path),
+                                "description": r.description} for r in found], indent=2))
+        return
+    if not found:
+        click.echo("no shipped recipes found")
+        return
+    names = {r.name: [x.origin for x in found if x.name == r.name] for r in found}
+    width = max(len(r.name if len(names[r.name]) == 1 or r.origin == "trm" else r.qualified) for r in found)
+    for r in found:
+        shown = r.name if len(names[r.name]) == 1 or r.origin == "trm" else r.qualified
+        click.echo(f"{shown:<{width}}  {r.origin:<10}  {r.description or '-'}")
+    click.echo("\nrun one with `trm run NAME`; see it with `trm recipe show NAME`; copy it from the path in --json")
+
+
 @cli.group("recipe")
 def recipe_group() -> None:
-    """Inspect recipes: print the fully resolved recipe, or only validate it."""
+    """Inspect recipes: print the fully resolved recipe, or only validate it. RECIPE is a path or a shipped
+    recipe's name (`trm recipes`)."""
 
 
 OVERRIDES_HELP = "key=value overrides (dotted paths, values parsed as YAML), e.g. optim.lr=3e-4 train.epochs=10"
@@ -239,7 +270,9 @@ def recipe_validate(recipe: str, overrides: tuple[str, ...]) -> None:
     from trm.config import load_recipe
     from trm.errors import UserError
 
-    resolved = load_recipe(recipe, overrides)
+    from trm.recipe_catalog import resolve_recipe
+
+    resolved = load_recipe(resolve_recipe(recipe), overrides)
     try:
         dims, _ = task_dims(resolved)
     except UserError:  # sizes unknown until the store is built: nothing more to check
@@ -260,8 +293,9 @@ def recipe_validate(recipe: str, overrides: tuple[str, ...]) -> None:
 def recipe_show(recipe: str, overrides: tuple[str, ...], no_summary: bool) -> None:
     """Print RECIPE fully resolved (extends and OVERRIDES applied), then a model summary."""
     from trm.config import dump_recipe, load_recipe
+    from trm.recipe_catalog import resolve_recipe
 
-    resolved = load_recipe(recipe, overrides)
+    resolved = load_recipe(resolve_recipe(recipe), overrides)
     click.echo(dump_recipe(resolved).rstrip())
     if not no_summary:
         from trm.build import recipe_summary

@@ -21,6 +21,10 @@ OVERRIDES_HELP = "key=value overrides (dotted paths, values parsed as YAML), e.g
 def run(recipe: str | None, overrides: tuple[str, ...], resume: str | None, run_dir: str | None, no_progress: bool) -> None:
     """Train RECIPE (with OVERRIDES), evaluating every eval.every epochs and at the end.
 
+    RECIPE is a recipe file, or the name of a shipped recipe (`trm recipes` lists them: `trm run quickstart`).
+    Relative data.store paths are under the data root (TRM_DATA_ROOT or `trm --data-root DIR`, default ./data);
+    recipe.yaml records the absolute store path, so `trm eval RUN` works from any directory.
+
     \b
     The run directory receives recipe.yaml (fully resolved), metrics.jsonl, curves.png,
     eval/ artefacts and checkpoints/. Many GPUs: accelerate launch -m trm run RECIPE.

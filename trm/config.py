@@ -13,6 +13,7 @@ than coercing them. docs/recipes.md is the reference for every key below.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -26,7 +27,7 @@ from trm.plugins import PluginHost, get_host
 from trm.structuring import GENERIC_QUOTE_HINT, describe, explain, make_converter, messages, problem
 from trm.textfiles import read_utf8
 
-__all__ = ["Recipe", "RecipeError", "load_recipe", "parse_value", "structure_options", "dump_recipe", "recipe_to_dict",
+__all__ = ["Recipe", "RecipeError", "load_recipe", "data_root", "resolve_store_path", "DATA_ROOT_ENV", "parse_value", "structure_options", "dump_recipe", "recipe_to_dict",
            "explain", "GENERIC_QUOTE_HINT"]  # the last two: re-exported from trm.structuring
 
 
@@ -114,7 +115,8 @@ class PluginSection:
 
 @attrs.frozen
 class DataConfig:
-    store: str = attrs.field(metadata=_help("path of the zarr dataset store (relative to the working directory)"))
+    store: str = attrs.field(metadata=_help(
+        "the zarr dataset store: a path, relative ones under the data root (TRM_DATA_ROOT, default ./data)"))
     build_if_missing: bool = attrs.field(
         default=False, metadata=_help("build the store from the task options when it does not exist yet")
     )
@@ -463,8 +465,55 @@ def load_plugin_files(path: str | Path, host: PluginHost | None = None) -> None:
     _load_files(Path(path), _resolve_extends(Path(path)), host or get_host())
 
 
+# --------------------------------------------------------------------------------------------------------------
+# The data root: where relative data.store paths live.
+# --------------------------------------------------------------------------------------------------------------
+
+DATA_ROOT_ENV = "TRM_DATA_ROOT"
+DEFAULT_DATA_ROOT = "data"
+
+
+def data_root() -> Path:
+    """The folder relative ``data.store`` paths are under: ``$TRM_DATA_ROOT`` (``trm --data-root``), else ``./data``.
+
+    Returned absolute, resolved against the working directory at the time of the call.
+    """
+    value = os.environ.get(DATA_ROOT_ENV, "").strip()
+    return Path(os.path.abspath(Path(value or DEFAULT_DATA_ROOT).expanduser()))
+
+
+def resolve_store_path(store: str | os.PathLike) -> Path:
+    """The absolute path a recipe's ``data.store`` names (docs/datasets.md, "The data root").
+
+    Absolute paths (``~`` expanded) stay; ``./x`` and ``../x`` are relative to the working directory; ``data/x`` and
+    plain ``x`` are ``x`` under the data root (``data/`` was the data root's place before trm had one, so recipes
+    written that way keep naming the same store).
+    """
+    text = os.fspath(store)
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return Path(os.path.abspath(path))
+    if text == "." or text.startswith(("./", "../")) or text == "..":  # Path("./x") would lose the "./"
+        return Path(os.path.abspath(path))
+    parts = path.parts
+    if parts[:1] == (DEFAULT_DATA_ROOT,) and len(parts) > 1:
+        path = Path(*parts[1:])
+    return Path(os.path.abspath(data_root() / path))
+
+
+def with_resolved_store(recipe: Any) -> Any:
+    """``recipe`` with ``data.store`` made absolute (what a run records, so ``trm eval`` works from anywhere)."""
+    store = str(resolve_store_path(recipe.data.store))
+    if store == recipe.data.store:
+        return recipe
+    return attrs.evolve(recipe, data=attrs.evolve(recipe.data, store=store))
+
+
 def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, host: PluginHost | None = None) -> Any:
-    """Read, merge, override, structure and validate a recipe; :class:`RecipeError` lists every problem at once."""
+    """Read, merge, override, structure and validate a recipe; :class:`RecipeError` lists every problem at once.
+
+    ``data.store`` comes back absolute (:func:`resolve_store_path`).
+    """
     path = Path(path)
     host = host or get_host()
     data = apply_overrides(_resolve_extends(path), overrides)
@@ -477,7 +526,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, host: Plugin
         problems += _plugin_name_problems(data, host)
     if problems:
         raise RecipeError([_attribute(problem, path, overrides) for problem in problems])
-    return recipe
+    return with_resolved_store(recipe)
 
 
 def _attribute(problem: str, path: Path, overrides: Sequence[str]) -> str:

@@ -2,7 +2,7 @@
 
 Registration hooks (``trm_backbones``, ``trm_tasks``, ``trm_halting_strategies``, ``trm_evaluators``) are called
 once when the registries are built; each plugin returns an iterable of records from ``trm.types``. ``trm_commands``
-adds click commands to the CLI. The lifecycle hooks (``trm_before_run``, ``trm_after_run``, ``trm_after_eval``)
+adds click commands to the CLI; ``trm_recipe_dirs`` names folders of recipes a plugin ships. The lifecycle hooks (``trm_before_run``, ``trm_after_run``, ``trm_after_eval``)
 are called at run and evaluation boundaries, never inside the compiled training step.
 
 Pattern: simonw/llm and datasette (``register_*`` hooks returning records), pytest (project-prefixed, typed,
@@ -64,6 +64,16 @@ def trm_commands(cli: click.Group) -> None:
 
     ``cli`` is the top-level click group; call ``cli.command()`` or ``cli.add_command()`` on it. Returns nothing.
     Called once when the CLI starts, after the built-in commands exist (a plugin may not replace them).
+    """
+
+
+@hookspec
+def trm_recipe_dirs() -> Iterable[str | Path]:
+    """Ship recipes: folders of recipe files (``NAME.yaml``; names starting with ``_`` are bases, not listed).
+
+    Returns an iterable of folder paths, usually one folder inside the plugin's package shipped as package data.
+    Its recipes are listed by ``trm recipes`` and run by name (``trm run NAME`` or ``trm run PLUGIN:NAME``).
+    Called whenever a recipe is looked up by name or listed.
     """
 
 

@@ -40,7 +40,10 @@ def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume:
         return _run(Trainer(recipe, directory, resume=True, show_progress=show_progress))
     if recipe_path is None:
         raise UserError("trm run needs a RECIPE, or --resume RUN_DIR")
-    recipe = load_recipe(recipe_path, overrides)
+    from trm.recipe_catalog import resolve_recipe
+
+    recipe_path = str(resolve_recipe(recipe_path))  # a path, or a shipped recipe's name (`trm recipes`)
+    recipe = load_recipe(recipe_path, overrides)  # data.store comes back absolute: recipe.yaml records it so
     directory = Path(run_dir) if run_dir else new_run_dir(Path(recipe_path), recipe)
     directory = _agree_on_directory(directory)
     if (directory / "checkpoints").exists():
