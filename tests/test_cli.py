@@ -40,7 +40,7 @@ def test_list_kinds(kind):
     for entry in json.loads(result.stdout):
         assert entry["summary"]
         for option in entry["options"]:
-            assert set(option) == {"name", "type", "default", "help"}
+            assert set(option) == {"name", "type", "default", "allowed", "help"}
 
 
 def test_validate_reports_three_mistakes_exit_2_no_traceback(tmp_path):

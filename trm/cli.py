@@ -169,6 +169,37 @@ def type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+def describe_validator(validator: Any) -> str | None:
+    """The range or choices an attrs validator enforces, in words (``>= 1``, ``one of 4, 6, 9``), or None.
+
+    attrs' own validators (``ge``/``gt``/``le``/``lt``, ``in_``, ``and_``, ``optional``) are read; a plugin's own
+    function can say what it enforces in a ``description`` attribute.
+    """
+    if validator is None:
+        return None
+    inner = getattr(validator, "validator", None)  # attrs.validators.optional
+    if inner is not None and type(validator).__name__ == "_OptionalValidator":
+        text = describe_validator(inner)
+        return f"{text}, or null" if text else None
+    parts = getattr(validator, "_validators", None)  # attrs.validators.and_
+    if parts is not None:
+        texts = [describe_validator(part) for part in parts]
+        return ", ".join(text for text in texts if text) or None
+    if hasattr(validator, "compare_op") and hasattr(validator, "bound"):
+        return f"{validator.compare_op} {validator.bound}"
+    options = getattr(validator, "options", None)  # attrs.validators.in_
+    if options is not None and type(validator).__name__ == "_InValidator":
+        return "one of " + ", ".join(str(option) for option in options)
+    return getattr(validator, "description", None)
+
+
+def _allowed(field: attrs.Attribute, annotation: Any) -> str | None:
+    text = describe_validator(field.validator)
+    if text and text.startswith("one of") and typing.get_origin(annotation) is typing.Literal:
+        return None  # the type shows the choices already
+    return text
+
+
 def describe_options(options_class: type) -> list[dict[str, Any]]:
     """One entry per option of a plugin's options class: name, type, default and help."""
     if not attrs.has(options_class):
@@ -189,6 +220,7 @@ def describe_options(options_class: type) -> list[dict[str, Any]]:
                 "name": field.name,
                 "type": type_name(hints.get(field.name, field.type)),
                 "default": default,
+                "allowed": _allowed(field, hints.get(field.name, field.type)),
                 "help": field.metadata.get("help", ""),
             }
         )
@@ -199,7 +231,8 @@ def describe_options(options_class: type) -> list[dict[str, Any]]:
 @click.argument("kind", type=click.Choice(["backbones", "tasks", "halting", "evaluators"]))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def list_command(kind: str, as_json: bool) -> None:
-    """List the installed backbones, tasks, halting strategies or evaluators with every option."""
+    """List the installed backbones, tasks, halting strategies or evaluators with every option: its type (a
+    Literal's choices), default, allowed values (ranges, choices) and help."""
     from trm.plugins import registry
 
     reg = registry(kind)
@@ -216,7 +249,8 @@ def list_command(kind: str, as_json: bool) -> None:
         click.echo(f"{entry['name']}  ({entry['plugin']})")
         click.echo(f"    {entry['summary']}")
         for option in entry["options"]:
-            click.echo(f"    - {option['name']}: {option['type']} = {option['default']!r}")
+            allowed = f"  ({option['allowed']})" if option.get("allowed") else ""
+            click.echo(f"    - {option['name']}: {option['type']} = {option['default']!r}{allowed}")
             if option["help"]:
                 click.echo(f"        {option['help']}")
         click.echo()

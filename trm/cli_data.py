@@ -81,6 +81,8 @@ def describe(store: Any, *, seconds: float | None = None) -> str:
     took = seconds if seconds is not None else info.build_seconds
     if took is not None:
         lines.append(f"build time   {took:,.1f} s")
+    extras = sorted(info.extras)
+    lines.append(f"extras       {', '.join(extras) if extras else 'none'} (trm data info --json shows them)")
     return "\n".join(lines)
 
 
@@ -134,9 +136,10 @@ def data() -> None:
 
 @data.command("info")
 @click.argument("store", type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
-def info(store: str, as_json: bool) -> None:
-    """Print the summary of STORE (splits, vocabulary, size on disk, fingerprint)."""
+@click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON, the task's extras included.")
+@click.option("--no-extras", is_flag=True, help="With --json: leave out the task's extras (ARC's hold its test puzzles).")
+def info(store: str, as_json: bool, no_extras: bool) -> None:
+    """Print the summary of STORE (splits, vocabulary, size on disk, fingerprint, the keys of the task's extras)."""
     from trm.store import open_store
 
     opened = open_store(Path(store))
@@ -145,7 +148,9 @@ def info(store: str, as_json: bool) -> None:
 
         meta = attrs.asdict(opened.info, filter=lambda a, v: a.name != "path")
         meta.update(path=str(opened.path), size_bytes=opened.size_bytes())
-        click.echo(json.dumps(meta, indent=2))
+        if not no_extras:
+            meta["extras"] = opened.info.extras  # what the task recorded with set_extra (generator stats, ...)
+        click.echo(json.dumps(meta, indent=2, default=str))
     else:
         click.echo(describe(opened))
 

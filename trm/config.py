@@ -555,4 +555,17 @@ def _plugin_name_problems(data: Mapping[str, Any], host: PluginHost) -> list[str
             options = value.get("options") or {}
             if isinstance(options, dict):  # a non-mapping is reported already, by the section's structuring
                 problems += _structure(options, record.options_class, f"$.{section}.options")[1]
+    evaluators = data.get("eval", {}).get("evaluators") if isinstance(data.get("eval"), dict) else None
+    for index, value in enumerate(evaluators if isinstance(evaluators, list) else []):
+        name, options = (value, {}) if isinstance(value, str) else (
+            (value.get("name"), value.get("options") or {}) if isinstance(value, dict) else (None, None))
+        if not isinstance(name, str):
+            continue  # reported by the structuring of eval
+        try:
+            record = host.registry("evaluators").get(name)
+        except UserError as exc:
+            problems.append(f"$.eval.evaluators[{index}].name: {exc}")
+            continue
+        if isinstance(options, dict):
+            problems += _structure(options, record.options_class, f"$.eval.evaluators[{index}].options")[1]
     return problems

@@ -72,10 +72,21 @@ def _with_validators(cl: type, structure: Callable[[Any, Any], Any]) -> Callable
     runs and its failure carries the field's name, as a wrong type does.
     """
     checked = [field for field in attrs.fields(cl) if field.validator is not None]
+    names = {field.name for field in attrs.fields(cl)}
 
     def hook(value: Any, type_: Any) -> Any:
         if not isinstance(value, Mapping):  # else cattrs' own "argument of type 'int' is not iterable"
             raise TypeError(f"expected a mapping, got {describe(value)}")
+        extra = {key for key in value if key not in names}
+        if extra:  # cattrs stops at unknown keys; report them together with every problem of the known ones
+            unknown = ForbiddenExtraKeysError("", cl, extra)
+            try:
+                hook({k: v for k, v in value.items() if k in names}, type_)
+            except ClassValidationError as exc:
+                raise ClassValidationError(exc.message, [unknown, *exc.exceptions], cl) from None
+            except (TypeError, ValueError) as exc:
+                raise ClassValidationError(f"While structuring {cl.__name__}", [unknown, exc], cl) from None
+            raise ClassValidationError(f"While structuring {cl.__name__}", [unknown], cl)
         if not checked:
             return structure(value, type_)
         try:

@@ -28,16 +28,17 @@ class ArcOptions:
     eval_demos_in_train: bool = attrs.field(default=True, metadata=_help(
         "put the test subsets' demonstration pairs in the train split (the reference does; the test tasks' puzzle "
         "embeddings are learned from them)"))
-    num_aug: int = attrs.field(default=1000, metadata=_help(
+    num_aug: int = attrs.field(default=1000, validator=attrs.validators.ge(0), metadata=_help(
         "augmented versions per task besides the original (dihedral x colour permutation, de-duplicated)"))
-    retries_factor: int = attrs.field(default=5, metadata=_help(
+    retries_factor: int = attrs.field(default=5, validator=attrs.validators.ge(1), metadata=_help(
         "at most retries_factor * num_aug candidate augmentations are tried per task"))
     translate: bool = attrs.field(default=True, metadata=_help(
         "randomly translate training examples on the 30x30 canvas (one example per version stays at the corner)"))
     seed: int = attrs.field(default=42, metadata=_help("seed of the task order, augmentations and translations"))
     task_ids: list[str] | None = attrs.field(default=None, metadata=_help(
         "keep only these task ids (from any subset); null keeps all"))
-    max_tasks: int | None = attrs.field(default=None, metadata=_help(
+    max_tasks: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)),
+                                        metadata=_help(
         "keep only the first max_tasks task ids (sorted) of each subset; null keeps all"))
     file_prefix: str = attrs.field(default="arc-agi", metadata=_help("file name prefix of the Kaggle JSON files"))
     on_leakage: Literal["warn", "error"] = attrs.field(default="warn", metadata=_help(
@@ -54,5 +55,5 @@ class ArcVoteOptions:
         "which votes submission.json uses: all evaluation rounds so far (the reference) or the latest round only"))
     fallback_grid: list[list[int]] = attrs.field(factory=lambda: [[0]], metadata=_help(
         "attempt written for a test input that received no prediction"))
-    top_candidates: int = attrs.field(default=10, metadata=_help(
+    top_candidates: int = attrs.field(default=10, validator=attrs.validators.ge(1), metadata=_help(
         "candidates per test input listed in votes.json (for inspection)"))

@@ -28,9 +28,7 @@ def _help(text: str) -> dict:
     return {"help": text}
 
 
-def _positive_or_none(instance, attribute, value):
-    if value is not None and value < 1:
-        raise ValueError(f"{attribute.name} must be a positive integer or null, got {value}")
+_positive_or_none = attrs.validators.optional(attrs.validators.ge(1))
 
 
 @attrs.frozen
