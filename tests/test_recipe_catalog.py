@@ -142,6 +142,7 @@ def test_shipped_recipe_runs_from_any_directory_and_eval_works_from_another(tmp_
              "train.compile=off", "--run-dir", "run", "--no-progress"]
     result = trm("run", "quickstart", *small, cwd=first)
     assert result.returncode == 0, result.stderr
+    assert "an epoch = every group fetched once, of which only rows replacing halted samples are trained" in result.stdout
     saved = (first / "run" / "recipe.yaml").read_text()
     assert f"store: {first / 'data'}" in saved  # under ./data of the folder it ran in, recorded absolute
     evaluated = trm("eval", str(first / "run"), "--no-progress", cwd=second)

@@ -41,7 +41,7 @@ class ModelConfig:
     l_cycles: int = attrs.field(default=6, validator=attrs.validators.ge(1),
                                 metadata={"help": "n in the paper: latent updates z <- f(z, y + x) per cycle"})
     puzzle_emb_len: int = attrs.field(default=16, validator=attrs.validators.ge(0),
-                                      metadata={"help": "P: prefix slots before the grid; slot 0 carries the puzzle vector"})
+                                      metadata={"help": "P: prefix slots before the grid; the puzzle vector fills the first ones"})
     puzzle_emb_dim: int = attrs.field(default=512, validator=attrs.validators.ge(0),
                                       metadata={"help": "width of the learned per-puzzle vector; 0 disables it"})
     forward_dtype: str = attrs.field(

@@ -132,9 +132,13 @@ class Trainer:
         return lines + model_summary(self.model)
 
     def _steps_line(self) -> str:
-        epochs = f"{self.recipe.train.epochs} epochs of {self.train_split.num_groups} groups"
+        # An "epoch" is the reference's: the loader hands out one version of every group. Each step fetches a
+        # whole global batch but only the rows whose sample halted take theirs, so puzzles *trained* per epoch
+        # are fewer (docs/training.md, "Epochs"); the plan says so instead of implying every group is trained.
+        epochs = (f"{self.recipe.train.epochs} epochs of {self.train_split.num_groups} groups; an epoch = every group "
+                  "fetched once, of which only rows replacing halted samples are trained")
         if self.total_steps < self.epoch_steps:
-            return f"{self.total_steps} (capped by train.max_steps; {epochs} would be {self.epoch_steps})"
+            return f"{self.total_steps} (capped by train.max_steps; {epochs}: would be {self.epoch_steps})"
         return f"{self.total_steps} ({epochs})"
 
     def _eval_line(self) -> str:
@@ -309,7 +313,7 @@ class Trainer:
                  f"  metrics:    {self.run_dir / 'metrics.jsonl'}"]
         curves = self.run_dir / "curves.png"
         lines.append(f"  curves:     {curves}" if curves.exists()
-                     else "  curves:     not drawn (install matplotlib: pip install -e \".[plot]\")")
+                     else f"  curves:     not drawn: {_plot_hint(bool(self.last_eval))}")
         lines.append(f"  evaluate again: trm eval {self.run_dir} [--max-steps N] [--split S]")
         print("\n".join(lines), flush=True)
 
@@ -424,6 +428,17 @@ class Trainer:
                 print(f"note: the checkpoint was written by {state.get('processes', 1)} process(es), this run has "
                       f"{acc.num_processes}: ACT carries restart and exploration streams are reseeded, so the run "
                       "continues correctly but not bit-for-bit as it would have", flush=True)
+
+
+def _plot_hint(evaluated: bool) -> str:
+    """Why curves.png is missing, and what to do: right whether or not matplotlib is a dependency of this install."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "matplotlib is not installed (`pip install matplotlib` in this environment; then it is drawn at each evaluation)"
+    if not evaluated:
+        return "it is drawn at each evaluation, and none ran"
+    return "matplotlib did not write it"
 
 
 def _identifier_names(store: Any) -> list[str] | None:
