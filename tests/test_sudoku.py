@@ -230,3 +230,19 @@ def test_build_from_the_real_files(tmp_path):
     test = open_store(tmp_path / "real.zarr").split("test")
     rows = test.labels[np.arange(0, 46198, 997)] - 1
     assert all(is_valid_solution(board) for board in rows)
+
+
+def test_test_boards_found_among_training_versions_are_warned_about(tmp_path, capsys):
+    source = tmp_path / "src"
+    source.mkdir()
+    write_csv(source / "train.csv", [(Q9, A9, 5)] * 2)
+    write_csv(source / "test.csv", [(Q9, A9, 9)] * 3)
+    build_store(SUDOKU, SudokuOptions(source=str(source), num_aug=2), tmp_path / "s.zarr", show_progress=False)
+    assert ("warning: 3 of 3 test puzzles equal a training puzzle or one of its shuffles (num_aug), so their test "
+            "scores are not held out") in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    write_csv(other / "train.csv", [(Q9, A9, 5)])
+    write_csv(other / "test.csv", [(Q9.replace("4", ".", 1), A9, 9)])  # one clue fewer: another board
+    build_store(SUDOKU, SudokuOptions(source=str(other), num_aug=0), tmp_path / "t.zarr", show_progress=False)
+    assert "warning" not in capsys.readouterr().err
