@@ -182,7 +182,7 @@ def test_open_refuses_bad_stores(tmp_path):
     partial = tmp_path / "partial.zarr"
     shutil.copytree(good, partial)
     _edit_meta(partial, lambda m: m.pop("complete"))
-    with pytest.raises(UserError, match="incomplete"):
+    with pytest.raises(UserError, match="interrupted build"):
         open_store(partial)
 
     range_bad = tmp_path / "range.zarr"

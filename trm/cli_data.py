@@ -1,4 +1,4 @@
-"""``trm augment`` (build a dataset store with a task plugin) and ``trm data info|bench`` (inspect, measure).
+"""``trm augment`` (build a dataset store with a task plugin) and ``trm data info|verify|bench`` (inspect, check, measure).
 
 The lead's trm/cli.py imports ``augment`` and ``data`` lazily; docs/datasets.md and docs/cli.md describe them.
 """
@@ -75,6 +75,8 @@ def describe(store: Any, *, seconds: float | None = None) -> str:
         f"identifiers  {info.num_puzzle_identifiers:,} (including <blank>)",
         f"size on disk {size / 2**20:,.1f} MiB" if size >= 2**20 else f"size on disk {size / 2**10:,.1f} KiB",
         f"fingerprint  {info.fingerprint}",
+        "checksums    " + ("crc32c on every chunk, checked on every read" if info.checksums else
+                           "none (store format 1): rebuild it with `trm augment ... --overwrite` to add them"),
         f"seed         {info.seed}",
         f"created      {info.created}",
     ]
@@ -90,8 +92,9 @@ def describe(store: Any, *, seconds: float | None = None) -> str:
 @click.argument("task")
 @click.argument("options", nargs=-1, metavar="[OPTION=VALUE]...")
 @click.option("--source", default=None, help="Raw data: a file or directory, or 'generate' (the task's `source` option).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Store to write, e.g. data/sudoku.zarr.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing store (atomically, once the new one is complete).")
+@click.option("--out", required=True, type=click.Path(), help="Store to write, e.g. data/sudoku.zarr.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing trm store (atomically, once the new one is complete); never any other path.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def augment(task: str, options: tuple[str, ...], source: str | None, out: str, overwrite: bool,
             no_progress: bool) -> None:
@@ -106,7 +109,7 @@ def augment(task: str, options: tuple[str, ...], source: str | None, out: str, o
     from trm.config import structure_options
     from trm.plugins import registry
     from trm.store import open_store
-    from trm.store_write import build_store
+    from trm.store_write import build_store, check_target
 
     spec = registry("tasks").get(task)
     mapping = parse_options(options)
@@ -122,8 +125,7 @@ def augment(task: str, options: tuple[str, ...], source: str | None, out: str, o
         # `trm augment` knows the words typed, so its hint replaces the recipe loader's generic one
         raise RecipeError([_with_hint(problem, options) for problem in error.problems]) from None
     out_path = Path(out)
-    if out_path.exists() and not overwrite:
-        raise UserError(f"{out_path}: already exists; pass --overwrite to replace it")
+    check_target(out_path, overwrite=overwrite)  # before reading any source: a refused --out fails at once
     started = time.time()
     build_store(spec, task_options, out_path, overwrite=overwrite, show_progress=not no_progress)
     click.echo(describe(open_store(out_path), seconds=time.time() - started))
@@ -131,7 +133,7 @@ def augment(task: str, options: tuple[str, ...], source: str | None, out: str, o
 
 @click.group("data")
 def data() -> None:
-    """Inspect and measure dataset stores."""
+    """Inspect, verify and measure dataset stores."""
 
 
 @data.command("info")
@@ -139,10 +141,15 @@ def data() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON, the task's extras included.")
 @click.option("--no-extras", is_flag=True, help="With --json: leave out the task's extras (ARC's hold its test puzzles).")
 def info(store: str, as_json: bool, no_extras: bool) -> None:
-    """Print the summary of STORE (splits, vocabulary, size on disk, fingerprint, the keys of the task's extras)."""
+    """Print the summary of STORE (splits, vocabulary, size on disk, fingerprint, the keys of the task's extras)
+    after checking its structure: every array present with the shape the metadata says, every chunk file present,
+    every shard index intact. Exit 2 naming the first problem. Reads no token data: `trm data verify` reads
+    everything."""
     from trm.store import open_store
+    from trm.store_check import check_structure
 
     opened = open_store(Path(store))
+    check_structure(opened)
     if as_json:
         import json
 
@@ -153,6 +160,25 @@ def info(store: str, as_json: bool, no_extras: bool) -> None:
         click.echo(json.dumps(meta, indent=2, default=str))
     else:
         click.echo(describe(opened))
+
+
+@data.command("verify")
+@click.argument("store", type=click.Path())
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def verify(store: str, no_progress: bool) -> None:
+    """Read all of STORE: check every chunk's checksum and recompute the content fingerprint.
+
+    Exit 0 when the store holds exactly what was built; exit 2 naming the first damaged array and chunk (or the
+    split whose content differs) otherwise."""
+    from trm.store import open_store
+    from trm.store_check import verify_store
+
+    opened = open_store(Path(store))
+    result = verify_store(opened, show_progress=not no_progress)
+    checked = (f"every chunk's checksum and the fingerprint {result['fingerprint']} match" if result["checksums"] else
+               f"the fingerprint {result['fingerprint']} matches (store format 1: no chunk checksums)")
+    click.echo(f"{opened.path}: ok: {result['chunks']:,} chunks, {result['bytes'] / 2**20:,.1f} MiB read in "
+               f"{result['seconds']:.1f} s; {checked}")
 
 
 @data.command("bench")

@@ -46,6 +46,7 @@ def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume:
     recipe = load_recipe(recipe_path, overrides)  # data.store comes back absolute: recipe.yaml records it so
     directory = Path(run_dir) if run_dir else new_run_dir(Path(recipe_path), recipe)
     directory = _agree_on_directory(directory)
+    check_run_dir(directory)
     if (directory / "checkpoints").exists():
         raise UserError(f"{directory}: already holds a run; continue it with `trm run --resume {directory}`")
     # The store is opened (or built) and the model made before the run directory exists: a mistake found there
@@ -57,6 +58,20 @@ def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume:
     directory.mkdir(parents=True, exist_ok=True)
     _write_atomic(directory / "recipe.yaml", dump_recipe(recipe))
     return _run(trainer)
+
+
+def check_run_dir(directory: Path) -> None:
+    """A new run goes into an absent or empty directory, or one a trm run wrote (its recipe.yaml); never into a
+    directory of other files, which the run would mix its files into (and a restart would clean up)."""
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"{directory}: exists and is not a directory; choose a new --run-dir")
+    if not directory.is_dir() or (directory / "recipe.yaml").is_file():
+        return
+    entries = sorted(entry.name for entry in directory.iterdir())
+    if entries:
+        shown = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
+        raise UserError(f"{directory}: exists, is not empty and is not a trm run directory (it holds {shown}); "
+                        "choose a new --run-dir")
 
 
 def _run(trainer: Trainer) -> dict[str, float]:

@@ -22,8 +22,11 @@ range, and raises :class:`~trm.errors.UserError` with one line naming the store 
 from __future__ import annotations
 
 import functools
+import glob
 import gzip
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,10 @@ from trm.errors import UserError
 from trm.store_rows import RowArray
 
 FORMAT = "trm-dataset"
-FORMAT_VERSION = 1
+# Version 2 added a CRC32C checksum to every chunk of every array; version 1 stores are still read (with a note).
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+CHECKSUMS_SINCE = 2
 META_KEY = "trm_dataset"
 SPLIT_NAMES = ("train", "test")
 
@@ -61,8 +67,12 @@ def _pack_json(value: Any) -> np.ndarray:
     return np.frombuffer(gzip.compress(json.dumps(value, sort_keys=True).encode(), mtime=0), dtype=np.uint8)
 
 
-def _unpack_json(array: Any) -> Any:
-    return json.loads(gzip.decompress(np.asarray(array[:], dtype=np.uint8).tobytes()))
+def _unpack_json(array: Any, where: str = "") -> Any:
+    try:
+        return json.loads(gzip.decompress(np.asarray(array[:], dtype=np.uint8).tobytes()))
+    except Exception as exc:  # a checksum mismatch, bad gzip or bad JSON: all mean a damaged store
+        raise UserError(f"{where or 'store'}: store is damaged: cannot read it ({type(exc).__name__}: {exc}); "
+                        "rebuild the store") from None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -92,13 +102,18 @@ class StoreInfo:
     splits: dict  # name -> {num_examples, num_puzzles, num_groups, token_min, token_max}
     build_seconds: float | None = None
 
+    @property
+    def checksums(self) -> bool:
+        """Whether every chunk carries a CRC32C checksum (format 2 on); reads verify it."""
+        return self.format_version >= CHECKSUMS_SINCE
+
     @functools.cached_property
     def identifier_names(self) -> list[str]:
-        return _unpack_json(_open_array(self.path, "identifier_names"))
+        return _unpack_json(_open_array(self.path, "identifier_names"), f"{self.path} identifier_names")
 
     @functools.cached_property
     def extras(self) -> dict:
-        return _unpack_json(_open_array(self.path, "extras"))
+        return _unpack_json(_open_array(self.path, "extras"), f"{self.path} extras")
 
 
 def _open_array(path: Path, key: str) -> Any:
@@ -164,24 +179,61 @@ def _fail(path: Path, message: str) -> UserError:
     return UserError(f"{path}: {message}")
 
 
+def leftovers(path: Path) -> list[Path]:
+    """What interrupted builds of ``path`` left beside it: ``<name>.partial-<pid>`` and ``<name>.old-<pid>``."""
+    path = Path(path)
+    parent = path.parent if path.name else Path(".")
+    try:
+        return sorted(p for p in parent.glob(f"{glob.escape(path.name)}.*-*")
+                      if p.name.rpartition("-")[0] in (f"{path.name}.partial", f"{path.name}.old")
+                      and p.name.rpartition("-")[2].isdigit())
+    except OSError:
+        return []
+
+
+_NOTED_UNCHECKED: set[str] = set()
+
+
+def _note_no_checksums(path: Path) -> None:
+    """One line per store and process (main process only): a format 1 store has no chunk checksums."""
+    key = str(Path(path).resolve())
+    if key in _NOTED_UNCHECKED or os.environ.get("RANK", "0") != "0":
+        return
+    _NOTED_UNCHECKED.add(key)
+    print(f"note: {path}: store format 1 has no chunk checksums, so damage to its data can go unnoticed; rebuild it "
+          "with `trm augment ... --overwrite` (same options, same fingerprint)", file=sys.stderr, flush=True)
+
+
 def open_store(path: Path, *, expect_task: str | None = None) -> Store:
     """Open and validate a store; :class:`UserError` (one line naming ``path``) if it is absent, partial or foreign."""
     path = Path(path)
     if not path.exists():
+        left = leftovers(path)
+        if left:
+            raise _fail(path, f"dataset store not found; an interrupted build left {left[0].name} beside it "
+                              "(the next build of this store removes it)")
         raise _fail(path, "dataset store not found")
     if not (path / "zarr.json").is_file():
+        if ".partial-" in path.name:
+            raise _fail(path, "interrupted build: this is what a build killed early left; delete it (the next build "
+                              "of the store does)")
         raise _fail(path, "not a zarr store (no zarr.json); expected a directory written by `trm augment`")
     try:
         meta = json.loads((path / "zarr.json").read_text()).get("attributes", {}).get(META_KEY)
     except (OSError, ValueError) as exc:
         raise _fail(path, f"unreadable store metadata ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        if ".partial-" in path.name:
+            raise _fail(path, "interrupted build: this is what a build killed early left; delete it (the next build "
+                              "of the store does)")
         raise _fail(path, "not a trm dataset store (no trm_dataset metadata); build one with `trm augment`")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise _fail(path, f"store format version {meta.get('format_version')!r} is not supported "
-                          f"(this trm reads version {FORMAT_VERSION}); rebuild it with `trm augment`")
+                          f"(this trm reads versions {', '.join(map(str, READABLE_VERSIONS))}); "
+                          "rebuild it with `trm augment`")
     if meta.get("complete") is not True:
-        raise _fail(path, "store is incomplete (its build was interrupted); rebuild it with --overwrite")
+        raise _fail(path, "interrupted build: the store was never completed; rebuild it with `trm augment ... "
+                          "--overwrite`")
     if expect_task is not None and meta.get("task") != expect_task:
         raise _fail(path, f"store was built by task '{meta.get('task')}', expected task '{expect_task}'")
     try:
@@ -201,6 +253,8 @@ def open_store(path: Path, *, expect_task: str | None = None) -> Store:
         if counts["token_min"] < 0 or counts["token_max"] >= info.vocab_size:
             raise _fail(path, f"split '{name}' tokens span [{counts['token_min']}, {counts['token_max']}], "
                               f"outside the vocabulary [0, {info.vocab_size})")
+    if not info.checksums:
+        _note_no_checksums(path)
     return Store(path, info)
 
 
@@ -208,12 +262,18 @@ def _expected_shards(num_rows: int, shard_rows: int) -> int:
     return (num_rows + shard_rows - 1) // shard_rows
 
 
+SPLIT_ARRAYS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
+
+
 def _open_split(path: Path, name: str, info: StoreInfo) -> SplitData:
+    return split_from_arrays(path, name, info, {key: _open_array(path, f"{name}/{key}") for key in SPLIT_ARRAYS})
+
+
+def split_from_arrays(path: Path, name: str, info: StoreInfo, arrays: dict[str, Any]) -> SplitData:
+    """The checked split from its opened zarr arrays: shapes, shard files, the index arrays read and checked."""
     counts = info.splits[name]
     where = f"{path} split '{name}'"
-    arrays = {key: _open_array(path, f"{name}/{key}") for key in
-              ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")}
-    n, p, g = counts["num_examples"], counts["num_puzzles"], counts["num_groups"]
+    n = counts["num_examples"]
     for key in ("inputs", "labels"):
         array = arrays[key]
         if tuple(array.shape) != (n, info.seq_len):
@@ -224,9 +284,24 @@ def _open_split(path: Path, name: str, info: StoreInfo) -> SplitData:
         if found != _expected_shards(n, shard_rows):
             raise UserError(f"{where}: {key} has {found} of {_expected_shards(n, shard_rows)} data files "
                             "(truncated store); rebuild it with --overwrite")
-    identifiers = np.asarray(arrays["puzzle_identifiers"][:], dtype=np.int32)
-    puzzle_indices = np.asarray(arrays["puzzle_indices"][:], dtype=np.int64)
-    group_indices = np.asarray(arrays["group_indices"][:], dtype=np.int64)
+    index = {}
+    for key, dtype in (("puzzle_identifiers", np.int32), ("puzzle_indices", np.int64), ("group_indices", np.int64)):
+        try:
+            index[key] = np.asarray(arrays[key][:], dtype=dtype)
+        except Exception as exc:  # a chunk failing its checksum, or not decodable
+            raise UserError(f"{where}: {key} is damaged ({type(exc).__name__}: {exc}); rebuild the store") from None
+    identifiers, puzzle_indices, group_indices = (index[k] for k in ("puzzle_identifiers", "puzzle_indices",
+                                                                    "group_indices"))
+    check_index(where, info, counts, identifiers, puzzle_indices, group_indices)
+    return SplitData(name, RowArray(arrays["inputs"], where + " inputs"), RowArray(arrays["labels"], where + " labels"),
+                     identifiers, puzzle_indices, group_indices)
+
+
+def check_index(where: str, info: StoreInfo, counts: dict, identifiers: np.ndarray, puzzle_indices: np.ndarray,
+                group_indices: np.ndarray) -> None:
+    """UserError unless the CSR offsets run from 0 to the count below with no empty puzzle or group, and every
+    identifier is in range."""
+    n, p, g = counts["num_examples"], counts["num_puzzles"], counts["num_groups"]
     problems = []
     if len(identifiers) != p or len(puzzle_indices) != p + 1 or len(group_indices) != g + 1:
         problems.append(f"index arrays have lengths {len(identifiers)}, {len(puzzle_indices)}, {len(group_indices)}; "
@@ -239,5 +314,3 @@ def _open_split(path: Path, name: str, info: StoreInfo) -> SplitData:
         problems.append(f"puzzle identifiers outside [0, {info.num_puzzle_identifiers})")
     if problems:
         raise UserError(f"{where}: {problems[0]}; rebuild the store")
-    return SplitData(name, RowArray(arrays["inputs"], where + " inputs"), RowArray(arrays["labels"], where + " labels"),
-                     identifiers, puzzle_indices, group_indices)

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import google_crc32c  # zarr's own dependency for its crc32c codec
 import numpy as np
 
 from trm.errors import UserError
@@ -27,40 +28,46 @@ class _ShardChunks:
     zarr's own read path costs about 1 ms per chunk in Python overhead on a 2-core machine, which made random
     row reads on ARC-scale stores (hundreds of chunks per batch) far too slow. A shard file is the zstd-compressed
     inner chunks followed by an index of (offset, nbytes) uint64 pairs and a CRC32C (the zarr v3 sharding spec with
-    ``index_location: end``), so one ``pread`` and one zstd call per chunk suffice. Any other layout falls back to
-    zarr. The shard files are read through the OS page cache, which processes on one host share.
+    ``index_location: end``), so one ``pread`` and one zstd call per chunk suffice. From store format 2 each inner
+    chunk ends with the CRC32C of its compressed bytes (zarr's ``crc32c`` codec), checked here on every read as zarr
+    would. Any other layout falls back to zarr. The shard files are read through the OS page cache, which processes
+    on one host share.
     """
 
-    def __init__(self, zarray: Any, directory: Path):
-        meta = zarray.metadata.to_dict()
+    def __init__(self, meta: dict, directory: Path):
+        """``meta``: the array's zarr metadata (its ``zarr.json``, or ``zarray.metadata.to_dict()``)."""
         (codec,) = meta["codecs"]
         config = codec["configuration"]
         self.directory = directory
         self.shard_rows = int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
         self.chunk_rows = int(config["chunk_shape"][0])
-        self.width = int(zarray.shape[1])
-        self.dtype = np.dtype(zarray.dtype).newbyteorder("<")
+        self.num_rows, self.width = (int(v) for v in meta["shape"])
+        self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
         self.per_shard = self.shard_rows // self.chunk_rows
+        self.checksummed = [c["name"] for c in config["codecs"]][-1] == "crc32c"
         self._indices: dict[int, np.ndarray] = {}
         from numcodecs import Zstd
 
         self._zstd = Zstd()
 
     @staticmethod
-    def supports(zarray: Any) -> bool:
+    def supports(meta: dict) -> bool:
         try:
-            meta = zarray.metadata.to_dict()
             (codec,) = meta["codecs"]
             config = codec["configuration"]
             inner = [c["name"] for c in config["codecs"]]
             index = [c["name"] for c in config["index_codecs"]]
-            return (codec["name"] == "sharding_indexed" and inner == ["bytes", "zstd"]
+            return (codec["name"] == "sharding_indexed" and inner in (["bytes", "zstd"], ["bytes", "zstd", "crc32c"])
                     and index == ["bytes", "crc32c"] and config["index_location"] == "end"
                     and meta["chunk_key_encoding"] == {"name": "default", "configuration": {"separator": "/"}}
-                    and len(zarray.shape) == 2 and int(config["chunk_shape"][1]) == int(zarray.shape[1])
+                    and len(meta["shape"]) == 2 and int(config["chunk_shape"][1]) == int(meta["shape"][1])
                     and int(meta["chunk_grid"]["configuration"]["chunk_shape"][0]) % int(config["chunk_shape"][0]) == 0)
         except (AttributeError, KeyError, TypeError, ValueError):
             return False
+
+    def chunk_file(self, chunk: int) -> str:
+        """The shard file holding ``chunk``, relative to the array's directory (for messages)."""
+        return f"c/{chunk // self.per_shard}/0"
 
     def _shard_path(self, shard: int) -> Path:
         return self.directory / "c" / str(shard) / "0"
@@ -72,8 +79,6 @@ class _ShardChunks:
             with open(self._shard_path(shard), "rb") as handle:
                 handle.seek(-size, os.SEEK_END)
                 raw = handle.read(size)
-            import google_crc32c  # zarr's own dependency for the crc32c codec
-
             if len(raw) != size or google_crc32c.value(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
                 raise ValueError(f"shard {shard} has a damaged index (checksum mismatch)")
             index = np.frombuffer(raw[:-4], dtype="<u8").reshape(self.per_shard, 2)
@@ -91,6 +96,10 @@ class _ShardChunks:
             raw = handle.read(nbytes)
         if len(raw) != nbytes:
             raise ValueError(f"shard {shard} is truncated")
+        if self.checksummed:
+            if len(raw) < 4 or google_crc32c.value(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
+                raise ValueError(f"chunk {chunk} (in shard file {self.chunk_file(chunk)}) fails its checksum")
+            raw = raw[:-4]
         data = np.frombuffer(self._zstd.decode(raw), dtype=self.dtype)
         return data.reshape(self.chunk_rows, self.width)
 
@@ -115,8 +124,9 @@ class RowArray:
         self._cache_limit = max(1, cache_bytes // max(1, self.chunk_rows * self._row_bytes))
         self._fast = None
         store_root = getattr(getattr(zarray, "store", None), "root", None)
-        if store_root is not None and _ShardChunks.supports(zarray):
-            self._fast = _ShardChunks(zarray, Path(store_root) / zarray.path)
+        meta = zarray.metadata.to_dict()
+        if store_root is not None and _ShardChunks.supports(meta):
+            self._fast = _ShardChunks(meta, Path(store_root) / zarray.path)
             self.chunk_rows = self._fast.chunk_rows
 
     def __len__(self) -> int:

@@ -1,17 +1,21 @@
 """Writing dataset stores (format: trm/store.py): the writer task plugins fill, and the atomic build around it.
 
 Task plugins never touch zarr: ``TaskSpec.build(options, writer)`` receives a :class:`DatasetWriter`, which validates
-every group it is given and streams rows to disk in whole shards. :func:`build_store` writes into
-``<out>.partial-<pid>``, sets the completion marker last and renames, so an interrupted build leaves nothing that
-:func:`trm.store.open_store` accepts.
+every group it is given and streams rows to disk in whole shards, every chunk with a CRC32C checksum.
+:func:`build_store` writes into ``<out>.partial-<pid>``, sets the completion marker last and renames, so an
+interrupted build leaves nothing that :func:`trm.store.open_store` accepts; the next build removes such leftovers.
+It replaces an existing path only when that path is a trm store (:func:`check_target`), and a full disk ends the
+build with one line and no partial files.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,12 +24,23 @@ import attrs
 import numpy as np
 
 from trm.errors import UserError
-from trm.store import (CHUNK_ROWS, FORMAT, FORMAT_VERSION, META_KEY, SHARD_ROWS, SPLIT_NAMES, ZSTD_LEVEL, StoreInfo,
-                       _pack_json, _token_dtype, _zarr, open_store)
+from trm import store as _layout  # CHUNK_ROWS, SHARD_ROWS, ZSTD_LEVEL read at build time (tests shrink them)
+from trm.store import (FORMAT, FORMAT_VERSION, META_KEY, SPLIT_NAMES, StoreInfo, _pack_json, _token_dtype, _zarr,
+                       leftovers, open_store)
 
 # --------------------------------------------------------------------------------------------------------------
 # Writer
 # --------------------------------------------------------------------------------------------------------------
+
+
+def _checked() -> dict[str, Any]:
+    """``create_array`` settings of every array: zstd, then a CRC32C of the compressed chunk (verified on every
+    read), and every chunk written even when it holds only the fill value (maze identifiers are all 0), so that a
+    missing chunk file always means damage."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return {"compressors": (ZstdCodec(level=_layout.ZSTD_LEVEL), Crc32cCodec()), "fill_value": 0,
+            "config": {"write_empty_chunks": True}}
 
 
 class SplitWriter:
@@ -33,17 +48,16 @@ class SplitWriter:
 
     def __init__(self, parent: "DatasetWriter", name: str):
         self.name, self._parent = name, parent
-        from zarr.codecs import ZstdCodec
-
         self._group = parent._root.create_group(name)
         seq_len, dtype = parent.seq_len, _token_dtype(parent.vocab_size)
         self._arrays = {
             key: self._group.create_array(
-                key, shape=(0, seq_len), dtype=dtype, chunks=(CHUNK_ROWS, seq_len), shards=(SHARD_ROWS, seq_len),
-                compressors=ZstdCodec(level=ZSTD_LEVEL), fill_value=0,
+                key, shape=(0, seq_len), dtype=dtype, chunks=(_layout.CHUNK_ROWS, seq_len), shards=(_layout.SHARD_ROWS, seq_len),
+                **_checked(),
             )
             for key in ("inputs", "labels")
         }
+        self._shard_rows = _layout.SHARD_ROWS
         self._buffers: dict[str, list[np.ndarray]] = {"inputs": [], "labels": []}
         self._buffered = 0
         self._written = 0
@@ -96,7 +110,7 @@ class SplitWriter:
                 self._buffers[key].append(np.ascontiguousarray(array, dtype=dtype))
             self._buffered += inputs.shape[0]
         self._group_sizes.append(len(checked))
-        if self._buffered >= SHARD_ROWS:
+        if self._buffered >= self._shard_rows:
             self._flush(final=False)
 
     def _flush(self, final: bool) -> None:
@@ -104,7 +118,7 @@ class SplitWriter:
         if not self._buffered:
             return
         blocks = {key: np.concatenate(parts) for key, parts in self._buffers.items()}
-        take = self._buffered if final else (self._buffered // SHARD_ROWS) * SHARD_ROWS
+        take = self._buffered if final else (self._buffered // self._shard_rows) * self._shard_rows
         start, stop = self._written, self._written + take
         for key, block in blocks.items():
             array = self._arrays[key]
@@ -127,7 +141,7 @@ class SplitWriter:
         group_indices = np.concatenate([[0], np.cumsum(self._group_sizes)]).astype(np.int64)
         for key, array in (("puzzle_identifiers", identifiers), ("puzzle_indices", puzzle_indices),
                            ("group_indices", group_indices)):
-            self._group.create_array(key, data=array, chunks=(max(1, min(len(array), 2**20)),))
+            self._group.create_array(key, data=array, chunks=(max(1, min(len(array), 2**20)),), **_checked())
             self._hash.update(key.encode())
             self._hash.update(array.tobytes())
         summary = {
@@ -218,8 +232,8 @@ class DatasetWriter:
         splits = {name: writer.close() for name, writer in self._splits.items()}
         names = _pack_json(self._identifier_names)
         extras = _pack_json(self._extras)
-        self._root.create_array("identifier_names", data=names, chunks=(max(1, len(names)),))
-        self._root.create_array("extras", data=extras, chunks=(max(1, len(extras)),))
+        self._root.create_array("identifier_names", data=names, chunks=(max(1, len(names)),), **_checked())
+        self._root.create_array("extras", data=extras, chunks=(max(1, len(extras)),), **_checked())
         digest = hashlib.sha256()
         digest.update(json.dumps(self._vocabulary, sort_keys=True).encode())
         digest.update(hashlib.sha256(names.tobytes()).digest() + hashlib.sha256(extras.tobytes()).digest())
@@ -236,15 +250,84 @@ class DatasetWriter:
         return meta
 
 
+STORE_ENTRIES = frozenset({"zarr.json", "identifier_names", "extras", *SPLIT_NAMES})
+
+
+def is_trm_store(path: Path) -> bool:
+    """Whether ``path`` is a store trm wrote: its ``zarr.json`` names the trm format and it holds nothing else.
+
+    Complete or not, old format or new: what matters for replacing it is that nothing but trm's own files is lost.
+    """
+    try:
+        meta = json.loads((Path(path) / "zarr.json").read_text()).get("attributes", {}).get(META_KEY)
+        entries = {entry.name for entry in Path(path).iterdir()}
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT and entries <= STORE_ENTRIES
+
+
+def check_target(out: Path, *, overwrite: bool) -> None:
+    """Refuse an ``--out`` whose replacement could lose data: only an existing trm store may be replaced (with
+    ``overwrite``); an empty directory is used as is; any other existing path is refused without offering
+    ``--overwrite``."""
+    out = Path(out)
+    if out.name in ("", ".", ".."):
+        raise UserError(f"{out}: name a new directory for the store, e.g. data/sudoku.zarr (not the current or "
+                        "parent directory)")
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_dir() and not out.is_symlink():
+        try:
+            entries = sorted(entry.name for entry in out.iterdir())
+        except OSError as error:
+            raise UserError(f"{out}: cannot read it ({error.strerror or error})") from None
+        if not entries:
+            return
+        if is_trm_store(out):
+            if not overwrite:
+                raise UserError(f"{out}: already exists; pass --overwrite to replace it")
+            return
+        shown = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
+        raise UserError(f"{out}: exists and is not a trm dataset store (it holds {shown}); trm replaces only its "
+                        "own stores: choose a new path for the store")
+    kind = "a symbolic link" if out.is_symlink() else "a file"
+    raise UserError(f"{out}: exists and is {kind}, not a trm dataset store; choose a new path for the store")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_leftovers(out: Path, *, show: bool = True) -> None:
+    """Remove what interrupted builds of ``out`` left (``.partial-<pid>``, ``.old-<pid>``) when that process is
+    gone; refuse while another live process is building ``out``."""
+    for left in leftovers(out):
+        pid = int(left.name.rpartition("-")[2])
+        if pid != os.getpid() and _pid_alive(pid):
+            raise UserError(f"{out}: another build of this store is running (process {pid}, writing {left.name}); "
+                            "wait for it to finish or stop it")
+        shutil.rmtree(left, ignore_errors=True)
+        if show:
+            print(f"note: removed {left.name}, left by an interrupted build of {out.name}", file=sys.stderr,
+                  flush=True)
+
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
 def build_store(task_spec: Any, options: Any, out: Path, *, overwrite: bool = False,
                 show_progress: bool = True) -> "StoreInfo":
     """Build ``out`` with ``task_spec.build(options, writer)``; atomic: the store appears complete or not at all."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out}: already exists; pass --overwrite to replace it")
+    check_target(out, overwrite=overwrite)
+    remove_leftovers(out)
     partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
-    if partial.exists():
-        shutil.rmtree(partial)
     try:  # before any data is built, so that an unwritable --out fails at once
         out.parent.mkdir(parents=True, exist_ok=True)
         partial.mkdir()
@@ -257,6 +340,9 @@ def build_store(task_spec: Any, options: Any, out: Path, *, overwrite: bool = Fa
     started = time.time()
     try:
         root = _zarr().open_group(str(partial), mode="w")
+        # Marked as trm's own from the start, so that a build killed outright is recognised as an interrupted build.
+        root.attrs[META_KEY] = {"format": FORMAT, "format_version": FORMAT_VERSION, "task": task_spec.name,
+                                "complete": False}
         writer = DatasetWriter(root, seed=int(plain_options.get("seed", 0) or 0), show_progress=show_progress)
         task_spec.build(options, writer)
         writer.finish({
@@ -270,6 +356,13 @@ def build_store(task_spec: Any, options: Any, out: Path, *, overwrite: bool = Fa
             shutil.rmtree(retired, ignore_errors=True)
         else:
             partial.rename(out)
+    except OSError as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        if error.errno in _DISK_FULL:
+            kept = "; the existing store is unchanged" if out.exists() else ""
+            raise UserError(f"{out}: disk full while writing the store ({error.strerror or 'no space left'}); "
+                            f"the partial build was removed{kept}; free some space and build again") from None
+        raise
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
