@@ -370,6 +370,12 @@ def _add_plugin_commands() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words and words[0] in set(cli.commands) | set(LAZY_COMMANDS):
+        # A built-in command: plugins load when it asks for them (registry()), not up front, so that commands
+        # needing none (trm data info) start without importing every plugin and torch.
+        cli.main(args=argv, prog_name="trm")
+        return
     try:
         _add_plugin_commands()
     except UserError as exc:
