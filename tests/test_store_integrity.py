@@ -395,3 +395,11 @@ def test_disk_full_while_writing_is_one_line_and_leaves_nothing(tmp_path, monkey
         monkeypatch.setattr(local, "_put", real_put)
         assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
         verify_store(open_store(out), show_progress=False)
+
+
+def test_data_info_starts_without_plugins_or_torch(tiny):
+    """`trm data info` must take well under a second: it loads no plugin (and so no torch)."""
+    code = ("import sys\nfrom trm.cli import main\ntry:\n    main(['data', 'info', sys.argv[1]])\nexcept SystemExit:\n"
+            "    pass\nprint('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, str(tiny)], capture_output=True, text=True)
+    assert "crc32c on every chunk" in result.stdout and result.stdout.strip().endswith("False"), result.stderr
