@@ -403,3 +403,19 @@ def test_data_info_starts_without_plugins_or_torch(tiny):
             "    pass\nprint('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code, str(tiny)], capture_output=True, text=True)
     assert "crc32c on every chunk" in result.stdout and result.stdout.strip().endswith("False"), result.stderr
+
+
+def test_loaders_refuse_a_damaged_chunk(tiny):
+    """What `trm run` and `trm eval` iterate over: a flipped byte stops them with the store's one-line error."""
+    from trm.data import EvalLoader, TrainLoader
+
+    for split_name, make in (("train", lambda s: TrainLoader(s, global_batch_size=4, seed=0)),
+                             ("test", lambda s: EvalLoader(s, global_batch_size=4))):
+        shard = tiny / split_name / "inputs" / "c" / "0" / "0"
+        original = shard.read_bytes()
+        damaged = bytearray(original)
+        damaged[1] ^= 0x10
+        shard.write_bytes(bytes(damaged))
+        with pytest.raises(UserError, match=rf"split '{split_name}' inputs: cannot read rows .* the store is damaged"):
+            next(iter(make(open_store(tiny).split(split_name))))
+        shard.write_bytes(original)

@@ -50,14 +50,12 @@ class SplitWriter:
         self.name, self._parent = name, parent
         self._group = parent._root.create_group(name)
         seq_len, dtype = parent.seq_len, _token_dtype(parent.vocab_size)
+        self._shard_rows = _layout.SHARD_ROWS
         self._arrays = {
-            key: self._group.create_array(
-                key, shape=(0, seq_len), dtype=dtype, chunks=(_layout.CHUNK_ROWS, seq_len), shards=(_layout.SHARD_ROWS, seq_len),
-                **_checked(),
-            )
+            key: self._group.create_array(key, shape=(0, seq_len), dtype=dtype, chunks=(_layout.CHUNK_ROWS, seq_len),
+                                          shards=(self._shard_rows, seq_len), **_checked())
             for key in ("inputs", "labels")
         }
-        self._shard_rows = _layout.SHARD_ROWS
         self._buffers: dict[str, list[np.ndarray]] = {"inputs": [], "labels": []}
         self._buffered = 0
         self._written = 0
