@@ -154,7 +154,7 @@ def info(store: str, as_json: bool, no_extras: bool) -> None:
         import json
 
         meta = attrs.asdict(opened.info, filter=lambda a, v: a.name != "path")
-        meta.update(path=str(opened.path), size_bytes=opened.size_bytes())
+        meta.update(path=str(opened.path), size_bytes=opened.size_bytes(), checksums=opened.info.checksums)
         if not no_extras:
             meta["extras"] = opened.info.extras  # what the task recorded with set_extra (generator stats, ...)
         click.echo(json.dumps(meta, indent=2, default=str))

@@ -264,14 +264,13 @@ def _read_plain(store: Store, key: str, dtype: str, tick: Callable[[], None]) ->
 def verify_store(store: Store, *, show_progress: bool = True) -> dict[str, Any]:
     """Read every chunk, check its checksum, recompute the split hashes and the fingerprint; raise
     :class:`StoreDamaged` at the first difference. Returns what was checked (chunks, bytes, seconds)."""
-    from tqdm.auto import tqdm
-
+    from trm.progress import progress_bar
     from trm.store import _unpack_json
 
     started = time.perf_counter()
     total = check_structure(store)
     info = store.info
-    bar = tqdm(total=total, desc="verify", unit="chunk", disable=not show_progress, dynamic_ncols=True, leave=False)
+    bar = progress_bar(total=total, desc="verify", unit="chunk", disable=not show_progress, leave=False)
     try:
         split_hashes = {}
         for name in sorted(info.splits):
