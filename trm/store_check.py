@@ -22,7 +22,7 @@ import google_crc32c
 import numpy as np
 
 from trm.errors import UserError
-from trm.store import SPLIT_NAMES, Store, _open_array, _token_dtype
+from trm.store import SPLIT_NAMES, Store, StoreInfo, _open_array, _token_dtype
 
 INDEX_ARRAYS = (("puzzle_identifiers", "int32"), ("puzzle_indices", "int64"), ("group_indices", "int64"))
 EMPTY_ENTRY = 2**64 - 1  # a shard index entry for a chunk never written
@@ -32,7 +32,7 @@ class StoreDamaged(UserError):
     """The store's files are not what its metadata describes; the message names the array and chunk."""
 
 
-def _damaged(store: Store, where: str, problem: str) -> StoreDamaged:
+def _damaged(store: Store | StoreInfo, where: str, problem: str) -> StoreDamaged:
     return StoreDamaged(f"{store.path}: damaged store: {where}: {problem}; rebuild it with `trm augment ... "
                         "--overwrite`")
 
@@ -46,7 +46,7 @@ def _split_order(names: Any) -> list[str]:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _array_meta(store: Store, key: str) -> dict:
+def _array_meta(store: Store | StoreInfo, key: str) -> dict:
     meta_file = store.path / key / "zarr.json"
     try:
         meta = json.loads(meta_file.read_text())
@@ -225,9 +225,9 @@ class _TokenChunks:
             digest.update(data[max(start, low) - low: stop - low].tobytes())
 
 
-def _read_plain(store: Store, key: str, dtype: str, tick: Callable[[], None]) -> np.ndarray:
+def _read_plain(store: Store | StoreInfo, key: str, dtype: str, tick: Callable[[], None] = lambda: None) -> np.ndarray:
     """A 1-D array, chunk by chunk: straight from its chunk files in trm's layout (zstd, then CRC32C from format 2),
-    through zarr otherwise."""
+    through zarr otherwise (only ``store.path`` is used, so a :class:`StoreInfo` will do)."""
     meta = _array_meta(store, key)
     length, step = int(meta["shape"][0]), int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
     codecs = _codec_names(meta.get("codecs"))
