@@ -13,7 +13,9 @@ Each example starts from the fixed init vectors and takes supervision steps unti
 recompiles). When an example stops, its slot takes the next unevaluated example at the next supervision step
 (the engine restarts a row whose carry says ``halted``), until the split is exhausted. Each row's arithmetic
 depends on its own example only, so an example's prediction and step count are those of evaluating it alone.
-The one host synchronisation per step is the stop mask (to know which slots to refill).
+The one host synchronisation per step is the stop mask (to know which slots to refill). When the split is
+exhausted, an uncompiled model (the CPU) continues with only the busy rows, so the last examples running to the
+cap do not cost a full batch per step; a compiled model keeps its shape.
 
 Evaluators receive finished examples in the order of the split (not the order in which they finished), in chunks
 of at most one global batch: ``inputs``, ``labels``, ``puzzle_identifiers`` and ``valid`` (all true; kept for
@@ -192,6 +194,10 @@ class _Stream:
                  device: torch.device):
         self.model, self.reader, self.positions, self.rule, self.device = model, reader, positions, rule, device
         self.size = batch_size
+        # Once the split is exhausted the last examples may run to the cap in a nearly empty batch. An uncompiled
+        # model then continues with only the busy rows (a smaller batch costs less); a compiled one keeps its
+        # shape, since every new shape would compile again.
+        self.compact_tail = not isinstance(model, torch._dynamo.eval_frame.OptimizedModule)
         self.next = 0  # index into positions of the next example to start
         self.slot_position = np.full(batch_size, -1, dtype=np.int64)  # -1: idle slot
         seq_len = model.seq_len
@@ -230,9 +236,22 @@ class _Stream:
         self.batch["labels"].index_copy_(0, index, torch.from_numpy(labels).to(self.device))
         self.batch["puzzle_identifiers"].index_copy_(0, index, torch.from_numpy(ids).to(self.device))
 
+    def _keep_rows(self, rows: np.ndarray) -> None:
+        """Continue with these slots only (their carry, batch rows and bookkeeping), in their order."""
+        index = torch.from_numpy(rows).to(self.device)
+        self.carry = type(self.carry)(*(tensor.index_select(0, index) for tensor in self.carry))
+        self.batch = {key: value.index_select(0, index) for key, value in self.batch.items()}
+        self.slot_position = self.slot_position[rows]
+        self.host_inputs, self.host_labels, self.host_ids = (self.host_inputs[rows], self.host_labels[rows],
+                                                            self.host_ids[rows])
+        self.size = len(rows)
+
     def step(self) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """Refill free slots, take one supervision step; (positions, parts) of the examples that finished."""
         self._refill(np.flatnonzero(self.slot_position < 0))
+        busy = np.flatnonzero(self.slot_position >= 0)
+        if self.compact_tail and self.next >= len(self.positions) and len(busy) <= self.size // 2:
+            self._keep_rows(busy)
         carry, out = self.model(self.carry, self.batch, max_steps=self.rule.max_steps)
         stop = self.rule.stop(self.model.halting, out["steps"], out["q_halt"], out["q_continue"])
         idle = torch.from_numpy(self.slot_position < 0).to(self.device)
