@@ -21,6 +21,8 @@ def open_recipe_store(recipe: Any, *, build: bool = True, show_progress: bool = 
     from trm.store import open_store
     from trm.store_write import build_store
 
+    from trm.fetch import resolve_task_options
+
     path = Path(recipe.data.store)
     if not path.exists():
         if not (build and recipe.data.build_if_missing):
@@ -29,8 +31,9 @@ def open_recipe_store(recipe: Any, *, build: bool = True, show_progress: bool = 
                 "or set data.build_if_missing: true"
             )
         task = registry("tasks").get(recipe.task.name)
+        options = resolve_task_options(recipe.task.options, show_progress=show_progress)  # source: fetch:NAME
         print(f"building the dataset store {path} from task '{task.name}' (data.build_if_missing)", flush=True)
-        build_store(task, recipe.task.options, path, show_progress=show_progress)
+        build_store(task, options, path, show_progress=show_progress)
     return open_store(path, expect_task=recipe.task.name)
 
 

@@ -13,16 +13,21 @@ def convert() -> None:
 
 
 @convert.command("reference")
-@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("checkpoint")
 @click.argument("overrides", nargs=-1)
-@click.option("--recipe", "recipe", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The trm recipe describing the same model (sizes, backbone, task).")
+@click.option("--recipe", "recipe", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="The trm recipe describing the same model (sizes, backbone, task); optional for the known Hub "
+                   "checkpoints (docs/convert.md).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run directory to create (recipe.yaml + checkpoints/step_0).")
 @click.option("--identifiers", "identifiers", type=click.Path(dir_okay=False, path_type=Path),
               help="The reference dataset's identifiers.json (id -> augmented puzzle name), kept with the weights.")
-def reference(checkpoint: Path, overrides: tuple[str, ...], recipe: Path, out: Path, identifiers: Path | None) -> None:
+def reference(checkpoint: str, overrides: tuple[str, ...], recipe: Path | None, out: Path,
+              identifiers: Path | None) -> None:
     """Convert CHECKPOINT, a state dict saved by the paper's code (TinyRecursiveModels), for RECIPE.
+
+    CHECKPOINT is a file or a Hugging Face Hub reference hf:OWNER/REPO[/PATH][@REVISION]; a Hub
+    file's size is checked against RECIPE's model before it is downloaded (into huggingface_hub's cache).
 
     \b
     Every weight, the puzzle-embedding table and the fixed init vectors carry over;

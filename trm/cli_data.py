@@ -1,4 +1,5 @@
-"""``trm augment`` (build a dataset store with a task plugin) and ``trm data info|verify|bench`` (inspect, check, measure).
+"""``trm augment`` (build a dataset store with a task plugin), ``trm data info|verify|bench`` (inspect, check, measure)
+and ``trm data fetch`` (download public datasets by name; logic in trm/fetch.py).
 
 The lead's trm/cli.py imports ``augment`` and ``data`` lazily; docs/datasets.md and docs/cli.md describe them.
 """
@@ -91,7 +92,8 @@ def describe(store: Any, *, seconds: float | None = None) -> str:
 @click.command("augment", context_settings={"show_default": True})
 @click.argument("task")
 @click.argument("options", nargs=-1, metavar="[OPTION=VALUE]...")
-@click.option("--source", default=None, help="Raw data: a file or directory, or 'generate' (the task's `source` option).")
+@click.option("--source", default=None, help="Raw data: a file or directory, 'generate', or fetch:NAME (a dataset of "
+              "`trm data fetch --list`, downloaded when missing); the task's `source` option.")
 @click.option("--out", required=True, type=click.Path(), help="Store to write, e.g. data/sudoku.zarr.")
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing trm store (atomically, once the new one is complete); never any other path.")
@@ -103,6 +105,7 @@ def augment(task: str, options: tuple[str, ...], source: str | None, out: str, o
     \b
     Examples:
       trm augment sudoku --source generate --out data/sudoku-gen.zarr size=6 num_train=500
+      trm augment maze --source fetch:maze-30x30-hard-1k --out data/maze-30x30-hard-1k.zarr
       trm augment sudoku --source /data/sudoku --out data/sudoku-1k.zarr \\
           train_file=train_1k.csv test_file=test_rebuilt.csv num_aug=1000
     """
@@ -127,13 +130,16 @@ def augment(task: str, options: tuple[str, ...], source: str | None, out: str, o
     out_path = Path(out)
     check_target(out_path, overwrite=overwrite)  # before reading any source: a refused --out fails at once
     started = time.time()
+    from trm.fetch import resolve_task_options
+
+    task_options = resolve_task_options(task_options, show_progress=not no_progress)  # source: fetch:NAME
     build_store(spec, task_options, out_path, overwrite=overwrite, show_progress=not no_progress)
     click.echo(describe(open_store(out_path), seconds=time.time() - started))
 
 
 @click.group("data")
 def data() -> None:
-    """Inspect, verify and measure dataset stores."""
+    """Fetch public datasets; inspect, verify and measure dataset stores."""
 
 
 @data.command("info")
@@ -198,3 +204,52 @@ def bench(store: str, batch_size: int, batches: int, split: str, seed: int) -> N
             click.echo(f"{key:<22} {int(value):,}")
         else:
             click.echo(f"{key:<22} {value:,.1f}" if abs(value) >= 10 else f"{key:<22} {value:.3f}")
+
+
+@data.command("fetch")
+@click.argument("names", nargs=-1, metavar="NAME...")
+@click.option("--list", "as_list", is_flag=True, help="List the datasets that can be fetched (source, licence, size).")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
+              help="Cache directory (default: $TRM_DATA_ROOT/raw, i.e. data/raw).")
+@click.option("--verify", is_flag=True, help="Re-hash already cached files against the pinned digests.")
+@click.option("--json", "as_json", is_flag=True, help="With --list: print the table as JSON.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def fetch_command(names: tuple[str, ...], as_list: bool, directory: str | None, verify: bool, as_json: bool,
+                  no_progress: bool) -> None:
+    """Download public datasets by NAME, verify them and cache them (instant when already cached).
+
+    \b
+    Examples:
+      trm data fetch --list
+      trm data fetch sudoku-extreme maze-30x30-hard-1k
+      trm data fetch arc-agi-2 concept-arc --dir /data/raw
+      trm data fetch arc-agi-2+concept-arc     # both, merged into one directory
+    Recipes name them as task sources: `source: fetch:arc-agi-2+concept-arc`. See docs/datasets.md.
+    """
+    from trm.fetch import FETCH_PREFIX, describe_datasets, fetch, get_dataset, parse_fetch_source, resolve_source
+
+    if as_list or not names:
+        if not as_list:
+            raise UserError("name at least one dataset, e.g. `trm data fetch sudoku-extreme` "
+                            "(`trm data fetch --list` shows them)")
+        rows = describe_datasets()
+        if as_json:
+            import json
+
+            click.echo(json.dumps(rows, indent=2))
+            return
+        for row in rows:
+            click.echo(f"{row['name']:<20} {row['title']}")
+            for key in ("task", "source", "files", "licence", "size", "note"):
+                if row[key]:
+                    click.echo(f"{'':<20} {key + ':':<9}{row[key]}")
+        return
+    for name in names:  # every name checked before anything is downloaded
+        parse_fetch_source(FETCH_PREFIX + name)
+    cache = Path(directory) if directory else None
+    for name in names:
+        if "+" in name:  # ARC datasets merged into one directory, as a recipe's fetch:A+B source
+            folder = resolve_source(FETCH_PREFIX + name, cache=cache, show_progress=not no_progress)
+        else:
+            folder = fetch(get_dataset(name), cache=cache, show_progress=not no_progress, verify=verify)
+        click.echo(f"{name:<20} {folder}")

@@ -107,12 +107,14 @@ def _table_rows(reference: dict[str, torch.Tensor]) -> int | None:
     return None
 
 
-def convert_reference(checkpoint: Path, recipe_path: Path, out: Path, *, identifiers: Path | None = None,
-                      overrides: tuple[str, ...] = ()) -> Path:
-    """Write a trm run directory at ``out`` (recipe.yaml + checkpoints/step_0) from a reference checkpoint."""
+def convert_reference(checkpoint: Path | str, recipe_path: Path | None, out: Path, *,
+                      identifiers: Path | None = None, overrides: tuple[str, ...] = ()) -> Path:
+    """Write a trm run directory at ``out`` (recipe.yaml + checkpoints/step_0) from a reference checkpoint: a file,
+    or a Hub reference ``hf:OWNER/REPO[/PATH][@REVISION]`` (size checked against the recipe, then downloaded)."""
     from trm.build import build_model, task_dims
     from trm.checkpoint import write_checkpoint
     from trm.config import dump_recipe, load_recipe
+    from trm.hub_checkpoints import default_recipe, is_hub_ref, parse_hub_ref
     from trm.types import TaskDims
 
     out = Path(out)
@@ -121,18 +123,27 @@ def convert_reference(checkpoint: Path, recipe_path: Path, out: Path, *, identif
     # `--out .` or any folder with files in it would get a recipe.yaml written over whatever is there
     if out.is_dir() and any(out.iterdir()):
         raise UserError(f"{out}: is a directory that is not empty; --out names a new run directory to create")
+    ref = parse_hub_ref(str(checkpoint)) if is_hub_ref(str(checkpoint)) else None
+    if recipe_path is None:
+        if ref is None:
+            raise UserError("--recipe is required for a checkpoint file (it is optional only for the known Hub "
+                            "checkpoints of docs/convert.md)")
+        recipe_path = default_recipe(ref)
     recipe = load_recipe(recipe_path, overrides)
     if "model.path=" not in " ".join(overrides):  # "identical to the paper's code" holds on the faithful path
         recipe = attrs.evolve(recipe, model=attrs.evolve(recipe.model, path="faithful"))
-    reference = load_reference(Path(checkpoint))
-    rows = _table_rows(reference)
     try:
         dims, source = task_dims(recipe)
     except UserError:
         dims, source = None, None
-    vocab = next((t.shape[0] for k, t in reference.items() if reference_key_to_trm(k) == "embed_tokens.weight"), None)
     if dims is None:
         raise UserError(f"{recipe_path}: cannot tell the grid length without the task's store or options")
+    origin = str(checkpoint)
+    if ref is not None:
+        checkpoint, origin = _from_hub(ref, recipe, dims)
+    reference = load_reference(Path(checkpoint))
+    rows = _table_rows(reference)
+    vocab = next((t.shape[0] for k, t in reference.items() if reference_key_to_trm(k) == "embed_tokens.weight"), None)
     if vocab is not None and vocab != dims.vocab_size:
         raise UserError(f"reference vocabulary is {vocab} but {source} says {dims.vocab_size}")
     if rows is not None and dims.num_puzzle_identifiers not in (None, rows):
@@ -146,11 +157,27 @@ def convert_reference(checkpoint: Path, recipe_path: Path, out: Path, *, identif
     fingerprint = _store_fingerprint(recipe)
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.yaml").write_text(dump_recipe(recipe))
-    state = {"step": 0, "fingerprint": fingerprint, "converted_from": str(checkpoint), "source": "reference",
+    state = {"step": 0, "fingerprint": fingerprint, "converted_from": origin, "source": "reference",
              "dims": {"vocab_size": dims.vocab_size, "seq_len": dims.seq_len,
                       "num_puzzle_identifiers": dims.num_puzzle_identifiers}}
     return write_checkpoint(out, 0, model_state=model.state_dict(), ema_state=None, optim_state=None, state=state,
                             identifiers=names)
+
+
+def _from_hub(ref: Any, recipe: Any, dims: Any) -> tuple[Path, str]:
+    """Check the Hub file's announced size against the recipe's model, then download it; (path, origin)."""
+    from trm.build import build_model
+    from trm.hub_checkpoints import check_size, download, expected_bytes, hub_metadata
+    from trm.types import TaskDims
+
+    meta = hub_metadata(ref)
+    with torch.device("meta"):
+        model = build_model(recipe, TaskDims(dims.vocab_size, dims.seq_len, 1), dtype=torch.float32)
+    fixed, per_row = expected_bytes(model, dims.num_puzzle_identifiers)
+    print(check_size(ref, meta.size, fixed, per_row, dims.num_puzzle_identifiers), flush=True)
+    path = download(ref, meta.size, meta.etag)
+    commit = f" (commit {meta.commit_hash})" if meta.commit_hash else ""
+    return path, f"{ref}{commit}"
 
 
 def _identifier_names(path: Path, rows: int | None) -> list[str]:
