@@ -307,9 +307,14 @@ def _fetch_hub(dataset: Dataset, staging: Path, folder: Path, show_progress: boo
     endpoint = os.environ.get("HF_ENDPOINT") or None  # read now: the library reads it once, at its import
     records = {}
     hub_dir = staging / "hub"
+    paths = {}
     with _hub_progress(show_progress):
-        for pinned in source.files:
-            records[pinned.name] = _fetch_hub_file(dataset, pinned, hub_dir, staging, folder, endpoint)
+        for pinned in source.files:  # files stay in hub_dir until all are in: a rerun finds them there at once
+            records[pinned.name], paths[pinned.name] = _fetch_hub_file(dataset, pinned, hub_dir, staging, folder,
+                                                                       endpoint)
+    (staging / "out").mkdir(parents=True, exist_ok=True)
+    for name, path in paths.items():
+        os.replace(path, staging / "out" / name)
     return records
 
 
@@ -328,7 +333,7 @@ def _hub_progress(show: bool) -> Iterator[None]:
 
 
 def _fetch_hub_file(dataset: Dataset, pinned: PinnedFile, hub_dir: Path, staging: Path, folder: Path,
-                    endpoint: str | None) -> dict[str, Any]:
+                    endpoint: str | None) -> tuple[dict[str, Any], Path]:
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 
     source = dataset.source
@@ -353,10 +358,7 @@ def _fetch_hub_file(dataset: Dataset, pinned: PinnedFile, hub_dir: Path, staging
     if pinned.sha256 is None:
         record["verified"] = ("the Hub's LFS SHA-256 (ETag)" if want is not None
                               else "recorded on first download (no digest pinned or served)")
-    out = staging / "out" / pinned.name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(path, out)
-    return record
+    return record, path
 
 
 def _fetch_archive(dataset: Dataset, staging: Path, folder: Path, show_progress: bool) -> dict[str, dict]:
