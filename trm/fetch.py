@@ -623,8 +623,10 @@ def describe_datasets() -> list[dict[str, str]]:
     """Rows of ``trm data fetch --list``."""
     rows = []
     for dataset in DATASETS.values():
+        pinned = dataset.source.revision if isinstance(dataset.source, HubSource) else dataset.source.commit
         rows.append({"name": dataset.name, "title": dataset.title, "task": dataset.task,
-                     "source": dataset.source.describe(), "licence": dataset.licence, "size": dataset.size,
+                     "source": dataset.source.describe(), "revision": pinned, "licence": dataset.licence,
+                     "size": dataset.size,
                      "files": ", ".join(f.name for f in dataset.source.files), "note": dataset.note})
     return rows
 
