@@ -407,7 +407,13 @@ def test_convert_reference_from_the_hub_checks_the_size_before_downloading(serve
 
 
 def test_known_checkpoints_name_shipped_recipes():
-    from trm.hub_checkpoints import KNOWN_CHECKPOINTS
+    from trm.hub_checkpoints import KNOWN_CHECKPOINTS, default_recipe, parse_hub_ref
+    from trm.recipe_catalog import find_recipe
 
     for known in KNOWN_CHECKPOINTS:
-        assert known.recipe is None or (REPO / known.recipe).is_file(), known
+        ref = parse_hub_ref(f"hf:{known.repo_id}/{known.path}")
+        if known.recipe is None:
+            with pytest.raises(UserError, match="no recipe is known for this checkpoint; pass --recipe"):
+                default_recipe(ref)
+        else:
+            assert default_recipe(ref) == find_recipe(known.recipe).path

@@ -16,8 +16,8 @@ def convert() -> None:
 @click.argument("checkpoint")
 @click.argument("overrides", nargs=-1)
 @click.option("--recipe", "recipe", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="The trm recipe describing the same model (sizes, backbone, task); optional for the known Hub "
-                   "checkpoints (docs/convert.md).")
+              help="The trm recipe describing the same model (sizes, backbone, task): a file or a shipped recipe's "
+                   "name; optional for the known Hub checkpoints (docs/convert.md).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run directory to create (recipe.yaml + checkpoints/step_0).")
 @click.option("--identifiers", "identifiers", type=click.Path(dir_okay=False, path_type=Path),

@@ -129,6 +129,9 @@ def convert_reference(checkpoint: Path | str, recipe_path: Path | None, out: Pat
             raise UserError("--recipe is required for a checkpoint file (it is optional only for the known Hub "
                             "checkpoints of docs/convert.md)")
         recipe_path = default_recipe(ref)
+    from trm.recipe_catalog import resolve_recipe
+
+    recipe_path = resolve_recipe(recipe_path)  # a file, or a shipped recipe's name (`trm recipes`)
     recipe = load_recipe(recipe_path, overrides)
     if "model.path=" not in " ".join(overrides):  # "identical to the paper's code" holds on the faithful path
         recipe = attrs.evolve(recipe, model=attrs.evolve(recipe.model, path="faithful"))

@@ -39,17 +39,17 @@ class KnownCheckpoint:
 
     repo_id: str
     path: str
-    recipe: str | None  # None: not confirmed which of our recipes it is (the size check tells)
+    recipe: str | None  # a shipped recipe's name; None: not confirmed which one (the size check tells)
     size: int | None  # bytes, where a public source states it
     origin: str
 
 
 KNOWN_CHECKPOINTS: tuple[KnownCheckpoint, ...] = (
-    KnownCheckpoint("arcprize/trm_arc_prize_verification", "arc_v1_public/step_518071", "recipes/arc1_attn.yaml",
+    KnownCheckpoint("arcprize/trm_arc_prize_verification", "arc_v1_public/step_518071", "arc1_attn",
                     1_822_205_258, "ARC Prize Foundation's re-training with the official code (ARC-AGI-1, MIT)"),
-    KnownCheckpoint("arcprize/trm_arc_prize_verification", "arc_v2_public/step_723914", "recipes/arc2_attn.yaml",
+    KnownCheckpoint("arcprize/trm_arc_prize_verification", "arc_v2_public/step_723914", "arc2_attn",
                     2_467_988_810, "ARC Prize Foundation's re-training with the official code (ARC-AGI-2, MIT)"),
-    KnownCheckpoint("alphaXiv/trm-model-maze", "maze_hard_step_32550", "recipes/maze_attn.yaml", None,
+    KnownCheckpoint("alphaXiv/trm-model-maze", "maze_hard_step_32550", "maze_attn", None,
                     "alphaXiv's independent reproduction (Maze-Hard)"),
     KnownCheckpoint("alphaXiv/trm-model-sudoku", "step_39060_sudoku_epoch_60k", None, None,
                     "alphaXiv's independent reproduction (Sudoku-Extreme; MLP or attention not confirmed)"),
@@ -89,10 +89,9 @@ def default_recipe(ref: HubRef) -> Path:
     if known is None or known.recipe is None:
         raise UserError(f"{ref}: no recipe is known for this checkpoint; pass --recipe (docs/convert.md lists the "
                         "known public checkpoints)")
-    if not Path(known.recipe).is_file():
-        raise UserError(f"{ref}: its recipe is {known.recipe}, which is not here; run from a trm checkout or pass "
-                        "--recipe")
-    return Path(known.recipe)
+    from trm.recipe_catalog import find_recipe
+
+    return find_recipe(known.recipe).path
 
 
 def expected_bytes(model: Any, rows: int | None) -> tuple[int, int]:
