@@ -5,3 +5,7 @@ The core package. It knows no task, backbone or halting rule by name: those arri
 """
 
 __version__ = "0.1.0"
+
+from trm.errors import UserError  # noqa: E402  (light: plugins raise it to report a user's mistake)
+
+__all__ = ["UserError", "__version__"]

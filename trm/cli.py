@@ -3,7 +3,9 @@
 Commands whose machinery is heavy (training, datasets, conversion, benchmarks) live in their own ``trm.cli_*``
 modules and are imported only when used, so ``trm --help`` and ``trm plugins`` stay fast. Plugins add commands
 through the ``trm_commands`` hook. A :class:`~trm.errors.UserError` anywhere ends the command with its message on one
-line (a recipe's problems one per line), exit code 2 and no traceback.
+line (a recipe's problems one per line), exit code 2 and no traceback; any other exception raised in a plugin's code
+ends it with one line naming the plugin, its distribution and the error, exit code 3 (trm/errors.py). ``TRM_DEBUG=1``
+adds the full traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import traceback
 import typing
 from typing import Any
 
@@ -18,7 +21,7 @@ import attrs
 import click
 
 from trm import __version__
-from trm.errors import RecipeError, UserError
+from trm.errors import EXIT_PLUGIN_BUG, RecipeError, UserError, debug_enabled
 
 # name -> "module:attribute" of commands imported on first use
 LAZY_COMMANDS = {
@@ -32,14 +35,43 @@ LAZY_COMMANDS = {
 }
 
 
+def _traceback_if_debugging(exc: BaseException) -> None:
+    if debug_enabled():
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+
+
 def report_user_error(exc: UserError) -> None:
-    """Print a user's mistake without a traceback: one line, or one line per recipe problem."""
+    """Print a user's mistake without a traceback: one line, or one line per recipe problem.
+
+    A plugin from another distribution than trm is named first, so that a message its author wrote is placed.
+    """
+    from trm.plugins import blame
+
+    _traceback_if_debugging(exc)
     if isinstance(exc, RecipeError):
         for problem in exc.problems:
             click.echo(problem, err=True)
         click.echo(f"trm: {len(exc.problems)} problem(s) found", err=True)
-    else:
-        click.echo(f"trm: error: {exc}", err=True)
+        return
+    culprit = blame(exc, follow_chain=False)
+    prefix = f"{culprit.describe()}: " if culprit is not None and culprit.plugin.distribution != "trm" else ""
+    click.echo(f"trm: error: {prefix}{exc}", err=True)
+
+
+def report_plugin_bug(exc: BaseException) -> bool:
+    """Print a plugin's exception as one line (with the traceback under TRM_DEBUG); False when no plugin raised it."""
+    from trm.plugins import blame
+
+    culprit = blame(exc)
+    if culprit is None:
+        return False
+    _traceback_if_debugging(exc)
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    error = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    hint = "" if debug_enabled() else "; TRM_DEBUG=1 prints the traceback"
+    click.echo(f"trm: error: bug in {culprit.describe()} at {culprit.location()}: {error} (an error in the plugin's "
+               f"code, not in your input{hint})", err=True)
+    return True
 
 
 class TrmGroup(click.Group):
@@ -64,6 +96,12 @@ class TrmGroup(click.Group):
         except UserError as exc:
             report_user_error(exc)
             ctx.exit(exc.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if not report_plugin_bug(exc):
+                raise  # trm's own bug: the traceback is what its developers need
+            ctx.exit(EXIT_PLUGIN_BUG)
 
 
 def _unavailable(name: str, reason: str) -> click.Command:

@@ -1,12 +1,25 @@
-"""Errors a user can cause. The CLI prints them as one line, without a traceback, and exits 2."""
+"""Errors, and how trm ends on one: a user's mistake (exit 2) or a bug in a plugin (exit 3), each as one line.
+
+Plugin code reports a user's mistake (a bad option value, a missing file, a malformed puzzle) by raising
+:class:`UserError` (exported as ``trm.UserError``) with a message that names the file, key or value and says what was
+expected. Any other exception escaping a plugin is treated as a bug in that plugin: trm prints one line naming the
+plugin, its distribution and the error, and exits with :data:`EXIT_PLUGIN_BUG`. ``TRM_DEBUG=1`` prints the full
+traceback as well, for both kinds. docs/plugins.md ("Errors") is the reference.
+"""
 
 from __future__ import annotations
+
+import os
+
+EXIT_USER_ERROR = 2
+EXIT_PLUGIN_BUG = 3
+ENV_DEBUG = "TRM_DEBUG"
 
 
 class UserError(Exception):
     """A mistake in the user's input (a file, a key, a value): the message names it and says what was expected."""
 
-    exit_code = 2
+    exit_code = EXIT_USER_ERROR
 
 
 class RecipeError(UserError):
@@ -15,3 +28,8 @@ class RecipeError(UserError):
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+def debug_enabled() -> bool:
+    """True when ``TRM_DEBUG`` asks for full tracebacks (any value but empty or ``0``)."""
+    return os.environ.get(ENV_DEBUG, "").strip() not in ("", "0")

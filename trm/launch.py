@@ -77,6 +77,17 @@ def check_run_dir(directory: Path) -> None:
 def _run(trainer: Trainer) -> dict[str, float]:
     try:
         return trainer.run()
+    except Exception:
+        # A plugin (or a user error found late, in an evaluator say) ended the run: say what is kept. The CLI
+        # then prints the error itself in one line.
+        if trainer.is_main:
+            try:
+                kept = f"its last checkpoint is {find_checkpoint(trainer.run_dir).name}; once the cause is fixed, " \
+                       f"continue with `trm run --resume {trainer.run_dir}` or evaluate it with `trm eval {trainer.run_dir}`"
+            except UserError:
+                kept = "no checkpoint was written yet"
+            print(f"trm: the run {trainer.run_dir} stopped at step {trainer.step}: {kept}", file=sys.stderr, flush=True)
+        raise
     except KeyboardInterrupt:
         if trainer.is_main:
             try:

@@ -10,6 +10,9 @@ Environment switches (documented in docs/plugins.md):
 * ``TRM_DISABLE_PLUGINS=a,b``: skip these entry points;
 * ``TRM_TRACE_HOOKS=1``: print every hook call and its result to stderr (pluggy's tracing).
 
+:func:`blame` finds the plugin whose code raised an exception (the innermost traceback frame in one of its modules), so
+that the CLI can report a plugin's bug in one line naming the plugin and its distribution (trm/errors.py).
+
 Patterned on simonw/llm's ``plugins.py`` and datasette's plugin host.
 """
 
@@ -21,7 +24,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, TracebackType
 from typing import Any
 
 import attrs
@@ -305,3 +308,83 @@ def get_plugin_manager() -> pluggy.PluginManager:
 def registry(kind: str) -> Registry:
     """The registry of ``kind`` (backbones, tasks, halting, evaluators) of the process-wide host."""
     return get_host().registry(kind)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Attributing an exception to the plugin that raised it
+# --------------------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Blame:
+    """The plugin an exception came from, and the innermost line of its code on the way."""
+
+    plugin: PluginInfo
+    filename: str
+    lineno: int
+    function: str
+
+    def describe(self) -> str:
+        """``plugin 'sorting' (trm-sorting 0.1.0)`` (the distribution is left out for a file plugin)."""
+        where = f"{self.plugin.distribution} {self.plugin.version}" if self.plugin.distribution else self.plugin.origin
+        return f"plugin '{self.plugin.name}' ({where})"
+
+    def location(self) -> str:
+        """``trm_sorting/__init__.py:31 in build``: the path from the plugin's package (or file) on."""
+        path = Path(self.filename)
+        parts = path.parts
+        top = self.plugin.module.split(".")[0].split(":")[0]
+        shown = str(Path(*parts[parts.index(top):])) if top in parts[:-1] else path.name
+        return f"{shown}:{self.lineno} in {self.function}"
+
+
+def _plugin_modules(host: PluginHost) -> list[tuple[str, PluginInfo]]:
+    """(module name prefix, plugin) for every registered plugin, longest prefix first."""
+    found = []
+    for name, info in host.info.items():
+        plugin = host.pm.get_plugin(name)
+        if plugin is None:
+            continue
+        module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+        if module in ("builtins", "__main__") or module == "trm" or module.startswith("trm."):
+            continue
+        found.append((module, info))
+        top = module.split(".")[0]
+        if top != module:  # a plugin's helper modules (trm_maze.evaluator beside trm_maze) are its code too
+            found.append((top, info))
+    return sorted(found, key=lambda item: -len(item[0]))
+
+
+def _frames(traceback: TracebackType | None) -> list[TracebackType]:
+    frames = []
+    while traceback is not None:
+        frames.append(traceback)
+        traceback = traceback.tb_next
+    return frames
+
+
+def blame(exc: BaseException, host: PluginHost | None = None, *, follow_chain: bool = True) -> Blame | None:
+    """The plugin whose code raised ``exc`` (or the exception it was raised from), or None when no plugin is involved.
+
+    The innermost traceback frame that belongs to a plugin's module decides: a plugin that hands the writer a wrongly
+    shaped array is to blame even though the writer raised. ``host`` defaults to the process-wide one;
+    ``follow_chain`` also searches the exceptions ``exc`` was raised from (``raise ... from``, or inside ``except``).
+    """
+    host = host or _host
+    if host is None:
+        return None
+    modules = _plugin_modules(host)
+    if not modules:
+        return None
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for frame in reversed(_frames(current.__traceback__)):
+            module = frame.tb_frame.f_globals.get("__name__", "")
+            for prefix, info in modules:
+                if module == prefix or module.startswith(prefix + "."):
+                    code = frame.tb_frame.f_code
+                    return Blame(info, code.co_filename, frame.tb_lineno, code.co_name)
+        current = (current.__cause__ or current.__context__) if follow_chain else None
+    return None

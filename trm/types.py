@@ -12,7 +12,7 @@ honours these signatures works whatever it does inside.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, TypedDict, runtime_checkable
 
 import attrs
 
@@ -129,12 +129,15 @@ class TaskDims:
 
 @attrs.frozen
 class TaskSpec:
-    """A task plugin.
+    """A task plugin (docs/plugins.md, "TaskSpec", is the reference for every field).
 
     ``build(options, writer)`` reads the raw source named in ``options`` and writes every split through ``writer``
-    (a ``trm.store_write.DatasetWriter``; tasks never touch zarr). ``render(tokens, info)`` turns one sequence of tokens
-    (inputs, labels or predictions) into text. ``default_evaluators`` are used when a recipe names none.
-    ``dims(options) -> TaskDims`` tells the sizes a build would have, so a model can be summarised without a store.
+    (a ``trm.store_write.DatasetWriter``; tasks never touch zarr). ``version`` is recorded in every store the task
+    builds; change it whenever ``build`` would write different data for the same options, so that stores built by the
+    old code are reported as stale. ``render(tokens, info)`` turns one sequence of tokens (inputs, labels or
+    predictions, a 1-D integer array of length L) into text; ``info`` is the store's :class:`trm.store.StoreInfo`, or
+    ``None`` when no store is at hand. ``default_evaluators`` are used when a recipe names none. ``dims(options) ->
+    TaskDims`` tells the sizes a build would have, so a model can be summarised without a store.
     """
 
     name: str
@@ -154,25 +157,80 @@ class TaskSpec:
 
 @attrs.frozen
 class EvalContext:
-    """What an evaluator is told when it is built."""
+    """What an evaluator is told when it is built (docs/plugins.md, "EvalContext")."""
 
-    store_info: Any  # trm.store.StoreInfo of the evaluated store (metadata, identifier names, task options)
-    split: str
+    store_info: Any  # trm.store.StoreInfo of the evaluated store (metadata, identifier names, extras, task options)
+    split: str  # the evaluated split, "test" unless the recipe's eval.split or `trm eval --split` says otherwise
     output_dir: Path | None  # where artefacts go; None when nothing should be written
-    store_path: Path | None = None
+    store_path: Path | None = None  # the store's directory
+
+
+@attrs.frozen
+class ArrayField:
+    """One documented entry of an evaluation batch or of the model outputs handed to ``Evaluator.update``."""
+
+    name: str
+    dtype: str  # NumPy dtype name
+    shape: str  # in terms of B (rows of the global batch, padding included), L (grid length) and V (vocabulary)
+    meaning: str
+    optional: bool = False  # present only when an evaluator asks for it (EvaluatorSpec.wants)
+
+
+BATCH_FIELDS: tuple[ArrayField, ...] = (
+    ArrayField("inputs", "int32", "[B, L]", "the question's tokens; padding rows hold the store's pad_id"),
+    ArrayField("labels", "int64", "[B, L]", "the answer's tokens; -100 where the position is not supervised "
+               "(the store's ignore_label_id) and on every padding row"),
+    ArrayField("puzzle_identifiers", "int32", "[B]", "the puzzle identifier of each row (0 on padding rows); "
+               "its name is context.store_info.identifier_names[id]"),
+    ArrayField("valid", "bool", "[B]", "False for the padding rows that fill the last batch; skip them"),
+)
+"""The keys of ``batch`` in ``Evaluator.update(batch, outputs)``: docs/plugins.md lists the same ones."""
+
+OUTPUT_FIELDS: tuple[ArrayField, ...] = (
+    ArrayField("preds", "int64", "[B, L]", "the predicted token of every position (argmax of the logits) at the "
+               "step where the row halted"),
+    ArrayField("q_halt", "float32", "[B]", "the halting head's logit at that step (> 0: the model believes it is "
+               "done; a confidence for ranking answers)"),
+    ArrayField("steps", "int32", "[B]", "supervision steps the row used (1 .. max_steps)"),
+    ArrayField("probabilities", "float32", "[B, L, V]", "softmax of the logits at that step; only when the "
+               "evaluator's spec says wants=(\"probabilities\",)", optional=True),
+    ArrayField("confidences", "float32", "[B, L]", "probability of the predicted token (the maximum of "
+               "probabilities); only when the evaluator's spec says wants=(\"confidences\",)", optional=True),
+)
+"""The keys of ``outputs`` in ``Evaluator.update(batch, outputs)``; the optional ones only on request."""
+
+OPTIONAL_OUTPUTS: tuple[str, ...] = tuple(field.name for field in OUTPUT_FIELDS if field.optional)
+
+
+class EvalBatch(TypedDict):
+    """``batch`` of ``Evaluator.update``: NumPy arrays of one global batch (see :data:`BATCH_FIELDS`)."""
+
+    inputs: "np.ndarray"
+    labels: "np.ndarray"
+    puzzle_identifiers: "np.ndarray"
+    valid: "np.ndarray"
+
+
+class EvalOutputs(TypedDict, total=False):
+    """``outputs`` of ``Evaluator.update``; ``probabilities`` and ``confidences`` only when asked for."""
+
+    preds: "np.ndarray"
+    q_halt: "np.ndarray"
+    steps: "np.ndarray"
+    probabilities: "np.ndarray"
+    confidences: "np.ndarray"
 
 
 @runtime_checkable
 class Evaluator(Protocol):
     """Accumulates predictions of one evaluation pass and turns them into metrics.
 
-    ``update`` receives NumPy arrays for one *global* batch (every process sees the same gathered batch):
-    ``batch`` has ``inputs`` [B, L], ``labels`` [B, L] (-100 where ignored), ``puzzle_identifiers`` [B] and
-    ``valid`` [B] (False for padding rows); ``outputs`` has ``preds`` [B, L], ``q_halt`` [B] (logits, float32)
-    and ``steps`` [B] (supervision steps used). ``compute`` returns flat ``name -> float`` metrics and closes the
-    evaluation pass: an evaluator is built once per run, so the next ``update`` starts a new pass (metrics that
-    deliberately accumulate across passes, like ARC's reference-style voting, must say so in their names).
-    ``write`` stores the last pass's artefacts in ``directory`` and returns their paths.
+    ``update`` receives NumPy arrays for one *global* batch (every process sees the same gathered batch): ``batch``
+    holds :data:`BATCH_FIELDS`, ``outputs`` holds :data:`OUTPUT_FIELDS` (the optional ones only when the spec's
+    ``wants`` names them). ``compute`` returns flat ``name -> float`` metrics and closes the evaluation pass: an
+    evaluator is built once per run, so the next ``update`` starts a new pass (metrics that deliberately accumulate
+    across passes, like ARC's reference-style voting, must say so in their names). ``write`` stores the last pass's
+    artefacts in ``directory`` and returns their paths.
     """
 
     def update(self, batch: Mapping[str, "np.ndarray"], outputs: Mapping[str, "np.ndarray"]) -> None: ...
@@ -182,14 +240,30 @@ class Evaluator(Protocol):
     def write(self, directory: Path) -> list[Path]: ...
 
 
+def _as_names(value: Any) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _check_wants(instance: Any, attribute: Any, value: tuple[str, ...]) -> None:
+    unknown = [name for name in value if name not in OPTIONAL_OUTPUTS]
+    if unknown:
+        raise ValueError(f"EvaluatorSpec '{instance.name}': wants {unknown} are not outputs trm can add; expected "
+                         f"some of {', '.join(OPTIONAL_OUTPUTS)}")
+
+
 @attrs.frozen
 class EvaluatorSpec:
-    """An evaluator plugin: ``build(options, context) -> Evaluator``."""
+    """An evaluator plugin: ``build(options, context) -> Evaluator`` (docs/plugins.md, "EvaluatorSpec").
+
+    ``wants`` names the optional outputs (``"probabilities"``, ``"confidences"``) this evaluator needs; they cost
+    memory and time, so trm computes them only when some evaluator of the pass asks.
+    """
 
     name: str
     options_class: type
     build: Callable[[Any, EvalContext], Evaluator]
     summary: str
+    wants: tuple[str, ...] = attrs.field(default=(), converter=_as_names, validator=_check_wants)
 
 
 PluginRecord = BackboneSpec | HaltingSpec | TaskSpec | EvaluatorSpec
