@@ -25,6 +25,7 @@ from trm.errors import EXIT_PLUGIN_BUG, RecipeError, UserError, debug_enabled
 
 # name -> "module:attribute" of commands imported on first use
 LAZY_COMMANDS = {
+    "new": "trm.scaffold:new",
     "run": "trm.cli_train:run",
     "eval": "trm.cli_train:eval_command",
     "augment": "trm.cli_data:augment",
@@ -147,13 +148,19 @@ def cli(data_root: str | None) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
-@cli.command("plugins")
+@cli.group("plugins", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--recipe", "recipe", type=click.Path(dir_okay=False), help="Also load the one-off plugin files this recipe names.")
-def plugins_command(as_json: bool, recipe: str | None) -> None:
-    """List every loaded plugin: distribution, version and the hooks it implements (and any that failed)."""
+@click.pass_context
+def plugins_command(ctx: click.Context, as_json: bool, recipe: str | None) -> None:
+    """List every loaded plugin: distribution, version and the hooks it implements (and any that failed).
+
+    `trm plugins check NAME` tests a plugin's tasks and evaluators against trm's contracts.
+    """
     from trm.plugins import get_host
 
+    if ctx.invoked_subcommand is not None:
+        return
     host = get_host()
     if recipe:
         from trm.config import load_plugin_files
@@ -183,6 +190,15 @@ def plugins_command(as_json: bool, recipe: str | None) -> None:
         click.echo(f"{'':<16} hooks: {', '.join(row['hooks'])}")
     for row in failed:
         click.echo(f"{row['name']:<16} FAILED: {row['error']}")
+
+
+def _add_plugins_check() -> None:
+    from trm.cli_plugins import check  # light: the heavy imports happen when the command runs
+
+    plugins_command.add_command(check)
+
+
+_add_plugins_check()
 
 
 # --------------------------------------------------------------------------------------------------------------
