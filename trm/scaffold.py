@@ -1,0 +1,430 @@
+"""``trm new task NAME [DIR]``: write a working, pip-installable task plugin package to start a new task from.
+
+The package holds a small task that works as it is (one step of Conway's Game of Life on a small torus: a generator,
+typed options, augmentation by the grid's 8 symmetries, a test split that shares nothing with training), an
+evaluator, a CPU recipe and tests that use :mod:`trm.testing`. ``pip install -e DIR`` then
+``trm run DIR/recipes/cpu.yaml`` trains and evaluates it in a few minutes; the author then replaces the toy task with
+their own. docs/plugins.md ("Starting a new task") walks through the files.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from pathlib import Path
+
+import click
+
+from trm.errors import UserError
+
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+
+PYPROJECT = '''\
+[build-system]
+requires = ["setuptools>=70.1"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "__DIST__"
+version = "0.1.0"
+description = "A trm task plugin: __NAME__ (scaffolded by `trm new task`)."
+requires-python = ">=3.10"
+dependencies = ["trm", "numpy"]
+
+[project.optional-dependencies]
+test = ["pytest"]
+
+# The one table trm needs: the `trm` entry-point group names the module that implements the hooks.
+[project.entry-points.trm]
+__NAME__ = "__PACKAGE__"
+
+[tool.setuptools]
+packages = ["__PACKAGE__"]
+'''
+
+INIT = '''\
+"""The __NAME__ task plugin: registers the task and its evaluator with trm (see `trm plugins`, `trm list tasks`)."""
+
+from __future__ import annotations
+
+from trm.hookspecs import hookimpl
+from trm.types import EvaluatorSpec, TaskDims, TaskSpec
+
+from __PACKAGE__.evaluator import __CLASS__Evaluator, __CLASS__EvaluatorOptions
+from __PACKAGE__.task import VOCAB_SIZE, __CLASS__Options, build, render
+
+
+@hookimpl
+def trm_tasks():
+    return [
+        TaskSpec(
+            name="__NAME__",
+            options_class=__CLASS__Options,
+            build=build,
+            summary="one step of the Game of Life on a small torus (the `trm new task` example: replace it)",
+            version="1",  # change it whenever build() writes different data for the same options
+            default_evaluators=("__NAME__",),
+            render=render,
+            dims=lambda options: TaskDims(vocab_size=VOCAB_SIZE, seq_len=options.size * options.size,
+                                          num_puzzle_identifiers=1),
+        )
+    ]
+
+
+@hookimpl
+def trm_evaluators():
+    return [
+        EvaluatorSpec(
+            name="__NAME__",
+            options_class=__CLASS__EvaluatorOptions,
+            build=lambda options, context: __CLASS__Evaluator(options, context),
+            summary="board_accuracy, cell_accuracy and changed_cell_accuracy; writes the first wrong boards",
+        )
+    ]
+'''
+
+TASK = '''\
+"""The __NAME__ task: options, the generator that writes the store, and the text renderer.
+
+The example task is one step of Conway's Game of Life on a SIZE x SIZE torus: the input is a random board, the
+label the board one generation later. Tokens: 0 padding, 1 a dead cell, 2 a live cell. The rule commutes with the
+8 symmetries of the square (rotations and reflections), so every training board is augmented with up to 7 of its
+transformed copies; the test boards are never augmented, and no training board is a transformed copy of a test
+board. Replace the generator with your puzzle, and keep the structure.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from trm import UserError
+
+VOCAB_SIZE = 3  # 0 padding, 1 dead, 2 alive
+DEAD, ALIVE = 1, 2
+
+
+@attrs.frozen
+class __CLASS__Options:
+    """Every option is typed and has a help text: recipes are checked against them, `trm list tasks` shows them."""
+
+    source: str = attrs.field(default="generate", metadata={"help": "only 'generate' (boards are random)"})
+    size: int = attrs.field(default=6, validator=attrs.validators.and_(attrs.validators.ge(3), attrs.validators.le(16)),
+                            metadata={"help": "board side (3..16); the sequence length is size * size"})
+    density: float = attrs.field(default=0.35, validator=attrs.validators.and_(attrs.validators.gt(0),
+                                                                                attrs.validators.lt(1)),
+                                 metadata={"help": "probability that a cell starts alive"})
+    num_train: int = attrs.field(default=1000, validator=attrs.validators.ge(1), metadata={"help": "training boards"})
+    num_test: int = attrs.field(default=200, validator=attrs.validators.ge(1), metadata={"help": "test boards"})
+    num_aug: int = attrs.field(default=7, validator=attrs.validators.and_(attrs.validators.ge(0),
+                                                                          attrs.validators.le(7)),
+                               metadata={"help": "symmetric copies per training board besides the original (0..7)"})
+    seed: int = attrs.field(default=0, validator=attrs.validators.ge(0), metadata={"help": "seed of the boards"})
+
+
+def life_step(board: np.ndarray) -> np.ndarray:
+    """One generation on a torus: ``board`` holds 0 (dead) and 1 (alive)."""
+    neighbours = sum(np.roll(np.roll(board, dr, 0), dc, 1)
+                     for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0))
+    return ((neighbours == 3) | ((board == 1) & (neighbours == 2))).astype(board.dtype)
+
+
+def symmetries(board: np.ndarray) -> list[np.ndarray]:
+    """The 8 images of a square board under rotations and reflections, the board itself first."""
+    rotations = [np.rot90(board, k) for k in range(4)]
+    return rotations + [np.fliplr(r) for r in rotations]
+
+
+def canonical(board: np.ndarray) -> bytes:
+    """The same bytes for a board and every rotation or reflection of it (to keep the splits apart)."""
+    return min(image.tobytes() for image in symmetries(board))
+
+
+def build(options: __CLASS__Options, writer) -> None:
+    """Write the test split, then a training split sharing no board with it, through trm's dataset writer."""
+    if options.source != "generate":
+        raise UserError(f"task '__NAME__': source {options.source!r} is not known; expected 'generate'")
+    side = options.size
+    writer.set_vocabulary(vocab_size=VOCAB_SIZE, seq_len=side * side, pad_id=0, ignore_label_id=None,
+                          token_names=["<pad>", "dead", "alive"])
+    # Separate random streams per split: the test boards stay the same when num_train changes.
+    streams = {split: np.random.default_rng([options.seed, number]) for number, split in enumerate(("test", "train"))}
+    taken: set[bytes] = set()  # canonical forms already used, so that no board (or symmetric copy) repeats
+
+    def fresh_board(rng: np.random.Generator) -> np.ndarray:
+        for _ in range(1000):
+            board = (rng.random((side, side)) < options.density).astype(np.int64)
+            key = canonical(board)
+            if key not in taken:
+                taken.add(key)
+                return board
+        raise UserError(f"task '__NAME__': cannot draw enough distinct {side}x{side} boards; "
+                        "ask for fewer or larger ones")
+
+    test = writer.split("test")
+    for _ in writer.progress(range(options.num_test), total=options.num_test, desc="test"):
+        board = fresh_board(streams["test"])
+        test.add_group([(0, board.reshape(1, -1) + 1, life_step(board).reshape(1, -1) + 1)])
+    train = writer.split("train")
+    rng = streams["train"]
+    for _ in writer.progress(range(options.num_train), total=options.num_train, desc="train"):
+        board = fresh_board(rng)
+        # A group is one puzzle and its augmented versions: the original first, then distinct symmetric copies.
+        chosen = [0] + sorted(rng.choice(np.arange(1, 8), size=options.num_aug, replace=False).tolist())
+        images = symmetries(board)
+        train.add_group([(0, images[k].reshape(1, -1) + 1, life_step(images[k]).reshape(1, -1) + 1) for k in chosen])
+
+
+def render(tokens, info=None) -> str:
+    """A board as text: '#' alive, '.' dead, ' ' padding, '?' any other token; one line per row."""
+    flat = np.asarray(tokens).ravel()
+    side = int(round(len(flat) ** 0.5))
+    chars = np.array([" ", ".", "#"] + ["?"] * 256)[np.clip(flat.astype(np.int64), 0, 258)]
+    if side * side != len(flat):
+        return "".join(chars)
+    return "\\n".join("".join(chars[row * side:(row + 1) * side]) for row in range(side))
+'''
+
+EVALUATOR = '''\
+"""The __NAME__ evaluator: how many boards the model gets entirely right, and how it does on the cells that change.
+
+``update(batch, outputs)`` receives NumPy arrays of one global batch (docs/plugins.md, "The evaluator contract"):
+``batch["labels"]`` is int64 with -100 where a position is not supervised, ``batch["valid"]`` is False on padding
+rows, ``outputs["preds"]`` holds the predicted tokens. ``compute()`` closes one evaluation pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import numpy as np
+
+from __PACKAGE__.task import render
+
+IGNORE = -100
+
+
+@attrs.frozen
+class __CLASS__EvaluatorOptions:
+    write_failures: int = attrs.field(default=5, validator=attrs.validators.ge(0),
+                                      metadata={"help": "wrong boards drawn into __NAME___failures.txt"})
+
+
+class __CLASS__Evaluator:
+    def __init__(self, options: __CLASS__EvaluatorOptions, context):
+        self.options, self.context = options, context
+        self._start()
+
+    def _start(self) -> None:
+        self.boards = self.right_boards = self.cells = self.right_cells = self.changed = self.right_changed = 0
+        self.failures: list[str] = []
+        self._closed = False
+
+    def update(self, batch, outputs) -> None:
+        if self._closed:  # the first update after compute() starts a new pass
+            self._start()
+        valid = batch["valid"].astype(bool)
+        inputs, labels, preds = batch["inputs"][valid], batch["labels"][valid], outputs["preds"][valid]
+        supervised = labels != IGNORE
+        right = (preds == labels) & supervised
+        changed = supervised & (inputs != labels)
+        self.boards += len(labels)
+        self.right_boards += int((right.sum(1) == supervised.sum(1)).sum())
+        self.cells += int(supervised.sum())
+        self.right_cells += int(right.sum())
+        self.changed += int(changed.sum())
+        self.right_changed += int((right & changed).sum())
+        for row in np.flatnonzero(right.sum(1) != supervised.sum(1)):
+            if len(self.failures) < self.options.write_failures:
+                self.failures.append(_side_by_side(inputs[row], labels[row], preds[row]))
+
+    def compute(self) -> dict[str, float]:
+        self._closed = True
+        ratio = lambda a, b: a / b if b else float("nan")  # noqa: E731
+        return {"board_accuracy": ratio(self.right_boards, self.boards),
+                "cell_accuracy": ratio(self.right_cells, self.cells),
+                "changed_cell_accuracy": ratio(self.right_changed, self.changed),
+                "boards": float(self.boards)}
+
+    def write(self, directory: Path) -> list[Path]:
+        path = Path(directory) / "__NAME___failures.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\\n\\n".join(self.failures) + "\\n" if self.failures else "no wrong board\\n")
+        return [path]
+
+
+def _side_by_side(inputs, labels, preds) -> str:
+    panels = [render(np.where(tokens == IGNORE, 0, tokens)).splitlines() for tokens in (inputs, labels, preds)]
+    lines = ["input".ljust(len(panels[0][0]) + 3) + "label".ljust(len(panels[0][0]) + 3) + "prediction"]
+    lines += ["   ".join(parts) for parts in zip(*panels)]
+    return "\\n".join(lines)
+'''
+
+RECIPE = '''\
+# A CPU-sized recipe for the __NAME__ task: trains and evaluates in a few minutes on a laptop.
+#   pip install -e __DIR__
+#   trm run __DIR__/recipes/cpu.yaml
+# The store is built on first use (data.build_if_missing), under the working directory.
+description: __NAME__ on the CPU (scaffolded by `trm new task`)
+task:
+  name: __NAME__
+  options: {source: generate, size: 6, density: 0.35, num_train: 1000, num_test: 200, num_aug: 7, seed: 0}
+data: {store: data/__NAME__-cpu.zarr, build_if_missing: true}
+# A fixed, small grid: the MLP-mixer (one token-mixing MLP across positions) learns local rules much faster on a
+# CPU than attention does.
+backbone: {name: mlp_mixer, options: {layers: 2, expansion: 2.0}}
+# Two supervision steps: deep supervision is what TRM adds, and more steps cost time linearly.
+halting: {name: act_q, options: {max_steps: 2, exploration_prob: 0.1}}
+# T=2 cycles of n=2 latent updates; a one-slot puzzle embedding (every board shares identifier 0).
+model: {hidden_size: 64, h_cycles: 2, l_cycles: 2, puzzle_emb_len: 1, puzzle_emb_dim: 64}
+# A short warm-up and a large rate: a CPU budget is a few hundred steps, not the paper's 2000 of warm-up.
+optim: {name: adam_atan2, lr: 3.0e-3, weight_decay: 0.1, puzzle_emb_lr: 3.0e-3, puzzle_emb_weight_decay: 0.1,
+        warmup_steps: 20}
+# EMA 0.99 averages over ~100 steps (the paper's 0.999 would still mostly hold the initial weights).
+# A small batch and a step cap: about a minute of CPU time (epochs is a ceiling that max_steps reaches first).
+train: {global_batch_size: 32, epochs: 20, max_steps: 400, ema: 0.99, compile: off, log_every: 50}
+eval: {every: null, evaluators: [__NAME__]}
+'''
+
+TESTS = '''\
+"""Tests of the __NAME__ plugin with trm's helpers (trm.testing): no training needed, a few seconds.
+
+Run them with `pytest tests` after `pip install -e .`; `trm plugins check __NAME__` runs the same checks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trm import UserError
+from trm.testing import build_tiny_store, check_evaluator, check_options, check_render
+
+from __PACKAGE__.task import life_step
+
+TINY = {"size": 5, "num_train": 30, "num_test": 10, "num_aug": 3}
+
+
+@pytest.fixture
+def store(tmp_path):
+    return build_tiny_store("__NAME__", tmp_path / "tiny.zarr", TINY)  # also checks the store contract
+
+
+def test_options_give_clear_messages():
+    check_options("__NAME__")
+    check_options("__NAME__", "evaluators")
+
+
+def test_render_round_trip(store):
+    check_render("__NAME__", store)
+
+
+def test_evaluator_scores_labels_one_and_corrupted_copies_less(store):
+    result = check_evaluator("__NAME__", store)
+    assert result["perfect"]["board_accuracy"] == 1.0
+
+
+def test_the_rule():
+    blinker = np.zeros((5, 5), dtype=np.int64)
+    blinker[2, 1:4] = 1
+    assert life_step(life_step(blinker)).tolist() == blinker.tolist()
+    assert life_step(blinker)[1:4, 2].tolist() == [1, 1, 1]
+
+
+def test_an_unknown_source_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="source"):
+        build_tiny_store("__NAME__", tmp_path / "bad.zarr", {**TINY, "source": "csv"})
+'''
+
+README = '''\
+# __DIST__
+
+A [trm](https://github.com/) task plugin, scaffolded by `trm new task __NAME__`. It works as it is: the example task
+is one step of Conway's Game of Life on a small torus. Replace it with your own puzzle.
+
+```bash
+pip install -e .                 # registers the `__NAME__` task and evaluator with trm
+trm plugins check __NAME__       # contracts: options, a tiny store, rendering, the evaluator
+pytest tests                     # the same checks, as tests
+trm run recipes/cpu.yaml         # trains and evaluates on the CPU in a few minutes
+```
+
+Files:
+
+* `__PACKAGE__/task.py`: the options, the generator (`build`) and the renderer;
+* `__PACKAGE__/evaluator.py`: the evaluator (`update`, `compute`, `write`);
+* `__PACKAGE__/__init__.py`: the hooks that register both;
+* `recipes/cpu.yaml`: a CPU-sized recipe, with the reason for each value;
+* `tests/test___NAME__.py`: tests built on `trm.testing`.
+
+trm's docs/plugins.md is the reference for every field these files use.
+'''
+
+
+def _files(name: str, directory: Path) -> dict[str, str]:
+    package, dist = f"trm_{name}", f"trm-{name.replace('_', '-')}"
+    klass = "".join(part.capitalize() for part in name.split("_"))
+    shown = str(directory)
+
+    def fill(text: str) -> str:
+        return (text.replace("__PACKAGE__", package).replace("__DIST__", dist).replace("__CLASS__", klass)
+                .replace("__NAME__", name).replace("__DIR__", shown))
+
+    return {
+        "pyproject.toml": fill(PYPROJECT),
+        "README.md": fill(README),
+        f"{package}/__init__.py": fill(INIT),
+        f"{package}/task.py": fill(TASK),
+        f"{package}/evaluator.py": fill(EVALUATOR),
+        "recipes/cpu.yaml": fill(RECIPE),
+        f"tests/test_{name}.py": fill(TESTS),
+    }
+
+
+def scaffold_task(name: str, directory: str | Path | None = None) -> list[Path]:
+    """Write the package for task ``name`` into ``directory`` (default ``./trm-NAME``); returns the files written."""
+    if not NAME_PATTERN.fullmatch(name) or keyword.iskeyword(name):
+        raise UserError(f"task name {name!r}: expected lower-case letters, digits and '_', starting with a letter "
+                        "(it becomes the Python package trm_NAME), e.g. takuzu")
+    target = Path(directory) if directory is not None else Path(f"trm-{name.replace('_', '-')}")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise UserError(f"{target}: already exists and is not an empty directory; choose another DIR")
+    files = _files(name, target)
+    written = []
+    try:
+        for relative, text in files.items():
+            path = target / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            written.append(path)
+    except OSError as error:
+        raise UserError(f"{target}: cannot write the package there ({error.strerror or error})") from None
+    return written
+
+
+@click.group("new")
+def new() -> None:
+    """Start a new plugin package from a working example."""
+
+
+@new.command("task")
+@click.argument("name")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+def new_task(name: str, directory: str | None) -> None:
+    """Write a pip-installable task plugin called NAME into DIRECTORY (default: ./trm-NAME).
+
+    \b
+    It works as it is (a small generated task with augmentation, an evaluator, a CPU recipe, tests):
+      pip install -e DIRECTORY && trm run DIRECTORY/recipes/cpu.yaml
+    then replace the example task with yours (docs/plugins.md, "Starting a new task").
+    """
+    written = scaffold_task(name, directory)
+    root = written[0].parent
+    click.echo(f"wrote the task plugin '{name}' to {root}:")
+    for path in written:
+        click.echo(f"  {path}")
+    click.echo("next:")
+    click.echo(f"  pip install -e {root}")
+    click.echo(f"  trm plugins check {name}")
+    click.echo(f"  trm run {root}/recipes/cpu.yaml")
