@@ -34,7 +34,28 @@ def open_recipe_store(recipe: Any, *, build: bool = True, show_progress: bool = 
         options = resolve_task_options(recipe.task.options, show_progress=show_progress)  # source: fetch:NAME
         print(f"building the dataset store {path} from task '{task.name}' (data.build_if_missing)", flush=True)
         build_store(task, options, path, show_progress=show_progress)
-    return open_store(path, expect_task=recipe.task.name)
+    store = open_store(path, expect_task=recipe.task.name)
+    _note_other_builder_version(store)
+    return store
+
+
+_noted: set[str] = set()
+
+
+def _note_other_builder_version(store: Any) -> None:
+    """Say once per store when the installed task's ``version`` differs from the one that built it (plugins.md)."""
+    import os
+    import sys
+
+    info = store.info
+    if str(store.path) in _noted or os.environ.get("RANK", "0") != "0" or info.task not in registry("tasks"):
+        return
+    installed = str(registry("tasks").get(info.task).version)
+    if installed != info.builder_version:
+        _noted.add(str(store.path))
+        print(f"note: {store.path} was built by version {info.builder_version} of task '{info.task}', the installed "
+              f"one is version {installed}; it is used as it is, rebuild it with `trm augment {info.task} --out "
+              f"{store.path} --overwrite ...` to get the new version's data", file=sys.stderr, flush=True)
 
 
 def task_dims(recipe: Any) -> tuple[TaskDims, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
+from trm import UserError
 from trm.hookspecs import hookimpl
 from trm.types import TaskDims, TaskSpec
 
@@ -25,6 +26,8 @@ class SortingOptions:
 
 def build(options: SortingOptions, writer) -> None:
     """Write both splits through trm's dataset writer (the plugin never touches zarr)."""
+    if options.source != "generate":  # a user's mistake: a UserError, reported in one line naming the plugin
+        raise UserError(f"task 'sorting': source {options.source!r} is not known; expected 'generate'")
     writer.set_vocabulary(vocab_size=11, seq_len=options.length, pad_id=0, ignore_label_id=0,
                           token_names=["<pad>"] + [str(d) for d in range(10)])
     rng = np.random.default_rng(options.seed)
@@ -36,6 +39,7 @@ def build(options: SortingOptions, writer) -> None:
 
 
 def render(tokens, info) -> str:
+    """One row as text: digits, '.' for padding."""
     return " ".join("." if t == 0 else str(int(t) - 1) for t in np.asarray(tokens).ravel())
 
 
