@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from trm import errors, testing, types
+from trm.hookspecs import hookimpl
 from trm.store_write import DatasetWriter
 from trm.types import EvalContext, EvaluatorSpec, NoOptions
 
@@ -145,25 +146,54 @@ def run_pass(store, model, evaluators):
                     ignore_label_id=store.info.ignore_label_id, pad_id=store.info.pad_id, show_progress=False)
 
 
+def check_arrays(batch, outputs, vocab_size, optional=()):
+    rows, length = batch["inputs"].shape
+    sizes = {"B": rows, "L": length, "V": vocab_size}
+    for declared, given in ((types.BATCH_FIELDS, batch), (types.OUTPUT_FIELDS, outputs)):
+        expected = [f for f in declared if not f.optional or f.name in optional]
+        assert sorted(given) == sorted(f.name for f in expected)
+        for field in expected:
+            shape = tuple(sizes[d.strip()] for d in field.shape.strip("[]").split(","))
+            assert (str(given[field.name].dtype), given[field.name].shape) == (field.dtype, shape), field.name
+
+
 def test_an_evaluation_passes_exactly_the_documented_arrays(tiny):
     store, model = tiny
     recorder = Recorder()
     run_pass(store, model, [("recorder", recorder)])
-    assert len(recorder.seen) == 2  # 11 test examples in batches of 8: the second one is padded
+    assert sum(len(batch["inputs"]) for batch, _ in recorder.seen) == 11
     for batch, outputs in recorder.seen:
-        rows, length = batch["inputs"].shape
-        sizes = {"B": rows, "L": length, "V": store.info.vocab_size}
-        for declared, given in ((types.BATCH_FIELDS, batch), (types.OUTPUT_FIELDS, outputs)):
-            expected = [f.name for f in declared if not f.optional]
-            assert sorted(given) == sorted(expected)
-            for field in declared:
-                if field.optional:
-                    continue
-                shape = tuple(sizes[d.strip()] for d in field.shape.strip("[]").split(","))
-                assert (str(given[field.name].dtype), given[field.name].shape) == (field.dtype, shape), field.name
-    last_batch = recorder.seen[-1][0]
-    assert last_batch["valid"].tolist() == [True, True, True] + [False] * 5
-    assert (last_batch["labels"][~last_batch["valid"]] == -100).all()
+        assert len(batch["inputs"]) <= 8  # at most one global batch per update
+        check_arrays(batch, outputs, store.info.vocab_size)
+        assert batch["valid"].all()
+        assert ((batch["labels"] == -100) | (batch["labels"] >= 0)).all()
+
+
+class Wanting:
+    @hookimpl
+    def trm_evaluators(self):
+        return [EvaluatorSpec("wanting", NoOptions, lambda o, c: Recorder(), "asks for everything",
+                              wants=("confidences", "probabilities"))]
+
+
+def test_evaluators_get_probabilities_and_confidences_only_when_they_ask(tiny, empty_host, monkeypatch):
+    from trm import plugins
+
+    store, model = tiny
+    empty_host.register(Wanting(), "wanting-plugin")
+    monkeypatch.setattr(plugins, "_host", empty_host)
+    wanting, plain = Recorder(), Recorder()
+    run_pass(store, model, [("wanting", wanting), ("recorder", plain)])
+    for (batch, outputs), (_, plain_outputs) in zip(wanting.seen, plain.seen):
+        check_arrays(batch, outputs, store.info.vocab_size, optional=("probabilities", "confidences"))
+        assert set(plain_outputs) == set(outputs)  # one pass computes them once, for every evaluator
+        probabilities = outputs["probabilities"]
+        assert np.allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+        assert (probabilities.argmax(-1) == outputs["preds"]).all()
+        assert np.allclose(outputs["confidences"], probabilities.max(-1))
+    alone = Recorder()
+    run_pass(store, model, [("recorder", alone)])
+    assert "probabilities" not in alone.seen[0][1] and "confidences" not in alone.seen[0][1]
 
 
 # ---- trm.testing catches broken evaluators and renderers ------------------------------------------------------

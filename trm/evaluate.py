@@ -20,7 +20,8 @@ cap do not cost a full batch per step; a compiled model keeps its shape.
 Evaluators receive finished examples in the order of the split (not the order in which they finished), in chunks
 of at most one global batch: ``inputs``, ``labels``, ``puzzle_identifiers`` and ``valid`` (all true; kept for
 evaluators written when batches were padded), and outputs ``preds`` (the prediction at the example's stopping step),
-``q_halt`` (its halting logit there) and ``steps`` (steps it used). With several processes each takes every
+``q_halt`` (its halting logit there) and ``steps`` (steps it used), plus ``probabilities`` / ``confidences`` when an
+evaluator's spec asks for them (``EvaluatorSpec.wants``; computed only then). With several processes each takes every
 W-th example; finished examples are exchanged every few steps so that every process feeds its evaluators the same
 examples in the same order as one process would.
 """
@@ -191,8 +192,9 @@ class _Stream:
     """One process's continuous batch: slots, their examples, and one supervision step for all of them."""
 
     def __init__(self, model: Any, reader: _RowReader, positions: np.ndarray, batch_size: int, rule: StopRule,
-                 device: torch.device):
+                 device: torch.device, wants: tuple[str, ...] = ()):
         self.model, self.reader, self.positions, self.rule, self.device = model, reader, positions, rule, device
+        self.wants = wants
         self.size = batch_size
         # Once the split is exhausted the last examples may run to the cap in a nearly empty batch. An uncompiled
         # model then continues with only the busy rows (a smaller batch costs less); a compiled one keeps its
@@ -261,12 +263,18 @@ class _Stream:
         if not len(done):
             return np.zeros(0, dtype=np.int64), ()
         index = torch.from_numpy(done).to(self.device)
-        preds = out["logits"].index_select(0, index).argmax(-1).cpu().numpy()
+        logits = out["logits"].index_select(0, index)
+        preds = logits.argmax(-1).cpu().numpy()
+        extra = ()
+        if self.wants:  # only when an evaluator asked: [k, L, V] per finished example
+            probabilities = logits.float().softmax(-1)
+            extra = tuple((probabilities if name == "probabilities" else probabilities.amax(-1)).cpu().numpy()
+                          for name in self.wants)
         q_halt = out["q_halt"].index_select(0, index).float().cpu().numpy()
         steps = out["steps"].index_select(0, index).to(torch.int32).cpu().numpy()
         positions = self.slot_position[done].copy()
         parts = (self.host_inputs[done].copy(), self.host_labels[done].copy(), self.host_ids[done].copy(),
-                 preds.astype(np.int64), q_halt, steps)
+                 preds.astype(np.int64), q_halt, steps) + extra
         self.slot_position[done] = -1
         return positions, parts
 
@@ -298,17 +306,20 @@ def evaluate(
     sync_every: int = 4,
     on_examples: Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], None] | None = None,
     device: torch.device | None = None,
+    wants: tuple[str, ...] = (),
 ) -> dict[str, float]:
     """One pass over ``split``; returns ``{"<evaluator>/<metric>": value, "eval/mean_steps": ...}``.
 
     ``halting`` (adaptive by default) and ``max_steps`` (default: the trained maximum) make the :class:`StopRule`;
     ``on_examples`` sees every chunk handed to the evaluators (used by tools that keep per-example results).
     ``pad_id`` is unused since batches are no longer padded; it is kept for callers of the earlier signature.
+    ``wants`` adds optional outputs (``probabilities``, ``confidences``) besides those the evaluators' specs ask for.
     """
     rank = accelerator.process_index if accelerator is not None else 0
     world = accelerator.num_processes if accelerator is not None else 1
     device = device or (accelerator.device if accelerator is not None else torch.device("cpu"))
     rule = stop_rule_for(model.halting, halting, max_steps, halt_threshold)
+    wants = wanted_outputs(evaluators, wants)
     rows = eval_rows(split, limit, seed)
     local_batch = global_batch_size // world + (1 if rank < global_batch_size % world else 0)
     if local_batch < 1:
@@ -325,12 +336,13 @@ def evaluate(
     def hand_over(chunk: tuple[np.ndarray, tuple[np.ndarray, ...]] | None) -> None:
         if chunk is None:
             return
-        _, (inputs, labels, ids, preds, q_halt, steps) = chunk
+        _, (inputs, labels, ids, preds, q_halt, steps, *extra) = chunk
         for low in range(0, len(preds), global_batch_size):
             part = slice(low, low + global_batch_size)
             arrays = {"inputs": inputs[part], "labels": labels[part], "puzzle_identifiers": ids[part],
                       "valid": np.ones(len(preds[part]), dtype=bool)}
             outputs = {"preds": preds[part], "q_halt": q_halt[part], "steps": steps[part]}
+            outputs.update((name, values[part]) for name, values in zip(wants, extra))
             for _, evaluator in evaluators:
                 evaluator.update(arrays, outputs)
             if on_examples is not None:
@@ -339,7 +351,7 @@ def evaluate(
         bar.update(len(preds))
 
     try:
-        stream = _Stream(model, reader, mine, local_batch, rule, device) if len(mine) else None
+        stream = _Stream(model, reader, mine, local_batch, rule, device, wants) if len(mine) else None
         outbox_positions: list[np.ndarray] = []
         outbox_parts: list[tuple[np.ndarray, ...]] = []
         tick = 0
@@ -375,6 +387,21 @@ def evaluate(
     steps = np.concatenate(all_steps) if all_steps else np.zeros(0, dtype=np.int32)
     metrics.update(step_statistics(steps, seconds))
     return metrics
+
+
+def wanted_outputs(evaluators: list[tuple[str, Any]], extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The optional outputs (``EvaluatorSpec.wants``) of the registered evaluators among ``evaluators``, in order."""
+    from trm.types import OPTIONAL_OUTPUTS
+
+    specs = registry("evaluators")
+    asked = set(extra)
+    for name, _ in evaluators:
+        if name in specs:
+            asked.update(getattr(specs.get(name), "wants", ()))
+    unknown = sorted(asked - set(OPTIONAL_OUTPUTS))
+    if unknown:
+        raise UserError(f"unknown evaluation outputs {unknown}; expected some of {', '.join(OPTIONAL_OUTPUTS)}")
+    return tuple(name for name in OPTIONAL_OUTPUTS if name in asked)
 
 
 def step_statistics(steps: np.ndarray, seconds: float) -> dict[str, float]:

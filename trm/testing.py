@@ -134,12 +134,18 @@ def check_store(store: Any, task: str | TaskSpec, options: Any = None, *, host: 
 
 def evaluation_batches(store: Any, split: str = "test", *, batch_size: int = 64,
                        limit: int | None = 512) -> list[dict[str, np.ndarray]]:
-    """The ``batch`` arrays an evaluator receives for ``split``, from the same loader ``trm run`` uses."""
-    from trm.data import EvalLoader
+    """The ``batch`` arrays an evaluator receives for ``split``: its examples in split order, read as ``trm run`` reads
+    them, in chunks of ``batch_size`` (the first ``limit`` examples of a seeded subset when ``limit`` is given)."""
+    from trm.evaluate import _RowReader, eval_rows
 
-    loader = EvalLoader(store.split(split), global_batch_size=batch_size, limit=limit,
-                        ignore_label_id=store.info.ignore_label_id, pad_id=store.info.pad_id)
-    return [{key: value.numpy() for key, value in batch.items()} for batch in loader]
+    rows = eval_rows(store.split(split), limit, 0)
+    reader = _RowReader(store.split(split), rows, store.info.ignore_label_id, block=max(batch_size, 256))
+    batches = []
+    for low in range(0, len(rows), batch_size):
+        inputs, labels, identifiers = reader.read(np.arange(low, min(low + batch_size, len(rows))))
+        batches.append({"inputs": inputs, "labels": labels, "puzzle_identifiers": identifiers,
+                        "valid": np.ones(len(inputs), dtype=bool)})
+    return batches
 
 
 def perfect_outputs(batch: Mapping[str, np.ndarray], vocab_size: int, wants: Sequence[str] = ()) -> dict[str, np.ndarray]:

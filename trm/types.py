@@ -171,18 +171,19 @@ class ArrayField:
 
     name: str
     dtype: str  # NumPy dtype name
-    shape: str  # in terms of B (rows of the global batch, padding included), L (grid length) and V (vocabulary)
+    shape: str  # in terms of B (examples in this update, at most one global batch), L (grid length), V (vocabulary)
     meaning: str
     optional: bool = False  # present only when an evaluator asks for it (EvaluatorSpec.wants)
 
 
 BATCH_FIELDS: tuple[ArrayField, ...] = (
-    ArrayField("inputs", "int32", "[B, L]", "the question's tokens; padding rows hold the store's pad_id"),
+    ArrayField("inputs", "int32", "[B, L]", "the question's tokens"),
     ArrayField("labels", "int64", "[B, L]", "the answer's tokens; -100 where the position is not supervised "
-               "(the store's ignore_label_id) and on every padding row"),
-    ArrayField("puzzle_identifiers", "int32", "[B]", "the puzzle identifier of each row (0 on padding rows); "
-               "its name is context.store_info.identifier_names[id]"),
-    ArrayField("valid", "bool", "[B]", "False for the padding rows that fill the last batch; skip them"),
+               "(the store's ignore_label_id)"),
+    ArrayField("puzzle_identifiers", "int32", "[B]", "the puzzle identifier of each example; its name is "
+               "context.store_info.identifier_names[id]"),
+    ArrayField("valid", "bool", "[B]", "True for every row today (batches are not padded); honour it anyway: "
+               "rows where it is False are padding to skip"),
 )
 """The keys of ``batch`` in ``Evaluator.update(batch, outputs)``: docs/plugins.md lists the same ones."""
 
