@@ -128,8 +128,10 @@ def cli(data_root: str | None) -> None:
       trm run quickstart               # a shipped recipe by name (or a path: trm run recipes/quickstart.yaml)
       trm eval runs/quickstart-<time> --max-steps 32
 
+    Exit codes: 2 a mistake in your input, 3 a bug in a plugin (TRM_DEBUG=1 shows the traceback), 1 a bug in trm.
+
     Docs: docs/index.md. Environment: TRM_DATA_ROOT: the folder relative data.store paths are under (default
-    ./data; docs/datasets.md). TRM_LOAD_PLUGINS, TRM_DISABLE_PLUGINS, TRM_TRACE_HOOKS (docs/plugins.md);
+    ./data; docs/datasets.md). TRM_LOAD_PLUGINS, TRM_DISABLE_PLUGINS, TRM_TRACE_HOOKS, TRM_DEBUG (docs/plugins.md);
     TRM_TRACKERS: where trm run logs metrics besides metrics.jsonl: auto (TensorBoard when installed, the default),
     none, or a comma list such as tensorboard,wandb (docs/training.md). TRM_NUM_THREADS: CPU threads for torch
     (default: the cores free at start; docs/training.md).
@@ -412,7 +414,11 @@ def _add_plugin_commands() -> None:
     except UserError:
         raise
     except Exception as exc:  # a broken plugin command must not take the whole CLI down
-        click.echo(f"trm: warning: a plugin's trm_commands hook failed: {type(exc).__name__}: {exc}", err=True)
+        from trm.plugins import blame
+
+        culprit = blame(exc)
+        who = f"{culprit.describe()}'s trm_commands hook ({culprit.location()})" if culprit else "a plugin's trm_commands hook"
+        click.echo(f"trm: warning: {who} failed and its commands are missing: {type(exc).__name__}: {exc}", err=True)
     for name in list(cli.commands):
         if name in builtin and cli.commands[name] is not before.get(name):
             click.echo(f"trm: warning: a plugin tried to replace the built-in command '{name}'; ignored", err=True)
