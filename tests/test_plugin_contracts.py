@@ -289,3 +289,45 @@ def test_a_plugin_written_against_the_first_docs_still_works(empty_host, tmp_pat
     testing.check_evaluator(empty_host.registry("evaluators").get("exact_match"), store)
     old_style = EvaluatorSpec("old", NoOptions, lambda options, context: None, "four positional fields")
     assert old_style.wants == () and isinstance(EvalContext(store.info, "test", None), EvalContext)
+
+
+class Crashes(AlwaysOne):
+    def update(self, batch, outputs):
+        raise RuntimeError("crashed in update")
+
+
+class BrokenEvaluators:
+    @hookimpl
+    def trm_evaluators(self):
+        return [EvaluatorSpec("always_one", NoOptions, lambda o, c: AlwaysOne(), "scores 1 whatever"),
+                EvaluatorSpec("crashes", NoOptions, lambda o, c: Crashes(), "raises")]
+
+
+def test_trm_plugins_check_reports_each_failure_and_exits_1(empty_host, monkeypatch):
+    from click.testing import CliRunner
+
+    from trm import plugins
+    from trm.cli import cli
+
+    path = REPO / "tests" / "plugins_v0" / "sorting_v0.py"
+    spec = importlib.util.spec_from_file_location("sorting_v0_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from trm_evaluators import exact_match
+
+    empty_host.register(module, "sorting_v0")
+    empty_host.register(exact_match, "exact_match")
+    empty_host.register(BrokenEvaluators(), "broken-evaluators")
+    monkeypatch.setattr(plugins, "_host", empty_host)
+    good = CliRunner().invoke(cli, ["plugins", "check", "sorting_v0", "length=4", "num_train=10", "num_test=5"])
+    assert good.exit_code == 0, good.output
+    assert "ok    evaluator 'exact_match' on the 'sorting_v0' store" in good.output
+    bad = CliRunner().invoke(cli, ["plugins", "check", "broken-evaluators", "--task", "sorting_v0", "length=4",
+                                   "num_train=10", "num_test=5"])
+    assert bad.exit_code == 1, bad.output
+    lines = bad.output.splitlines()
+    assert "FAIL  evaluator 'always_one' on the 'sorting_v0' store: labels score 1, a corrupted copy less" in lines
+    assert any(line.startswith("      - no score fell when one position of every row was wrong") for line in lines)
+    assert "FAIL  evaluator 'crashes' on the 'sorting_v0' store: labels score 1, a corrupted copy less" in lines
+    assert any("raised RuntimeError: crashed in update at test_plugin_contracts.py:" in line for line in lines)
+    assert lines[-1] == "2 check(s) failed"

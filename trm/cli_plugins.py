@@ -78,6 +78,17 @@ def check(name: str, options: tuple[str, ...], task_name: str | None, scores: tu
             for problem in exc.problems:
                 click.echo(f"      - {problem}")
             return None
+        except UserError:
+            raise
+        except Exception as exc:  # the plugin's own bug: a failed check, and the others still run
+            from trm.plugins import blame
+
+            failures += 1
+            culprit = blame(exc)
+            where = f" at {culprit.location()}" if culprit is not None else ""
+            click.echo(f"FAIL  {label}")
+            click.echo(f"      - raised {type(exc).__name__}: {exc}{where}")
+            return None
         click.echo(f"ok    {label}")
         return result
 
