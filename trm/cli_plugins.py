@@ -44,7 +44,7 @@ def _targets(name: str, task_name: str | None, host: Any) -> tuple[list[Any], li
 
 @click.command("check")
 @click.argument("name")
-@click.argument("options", nargs=-1)
+@click.argument("options", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--task", "task_name", default=None, help="Build the tiny store with this task (default: the plugin's own).")
 @click.option("--score", "scores", multiple=True, help="A metric that is a score (1 for perfect predictions); "
               "default: every metric named *accuracy*. Repeat for several.")
@@ -54,7 +54,7 @@ def check(name: str, options: tuple[str, ...], task_name: str | None, scores: tu
     """Check plugin (or task, or evaluator) NAME against trm's contracts, without training.
 
     \b
-    For each task: option validation messages, a tiny store built with OPTIONS (key=value, as for
+    For each task: option validation messages, a tiny store built with the KEY=VALUE options (as for
     `trm augment`; keep them small) and checked against the store contract, and a render round trip.
     Then each evaluator of the plugin and each of the task's default evaluators: the labels given as
     predictions must score 1 and a corrupted copy less. Exit 1 if a check fails.
