@@ -331,3 +331,16 @@ def test_trm_plugins_check_reports_each_failure_and_exits_1(empty_host, monkeypa
     assert "FAIL  evaluator 'crashes' on the 'sorting_v0' store: labels score 1, a corrupted copy less" in lines
     assert any("raised RuntimeError: crashed in update at test_plugin_contracts.py:" in line for line in lines)
     assert lines[-1] == "2 check(s) failed"
+
+
+def test_the_writer_s_old_module_still_works_with_a_deprecation_warning():
+    import trm.store
+    from trm import store_write
+
+    with pytest.warns(DeprecationWarning, match="import it from trm.store_write"):
+        old = trm.store.DatasetWriter
+    assert old is store_write.DatasetWriter
+    with pytest.warns(DeprecationWarning):
+        from trm.store import build_store  # noqa: F401
+    with pytest.raises(AttributeError):
+        trm.store.no_such_name

@@ -319,3 +319,20 @@ def check_index(where: str, info: StoreInfo, counts: dict, identifiers: np.ndarr
         problems.append(f"puzzle identifiers outside [0, {info.num_puzzle_identifiers})")
     if problems:
         raise UserError(f"{where}: {problems[0]}; rebuild the store")
+
+
+# Names that lived here until the writer moved to trm/store_write.py: plugins written against the earlier docs
+# (``trm.store.DatasetWriter``) keep working, with a warning that says where to import them from.
+_MOVED_TO_STORE_WRITE = ("DatasetWriter", "SplitWriter", "build_store")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_STORE_WRITE:
+        import warnings
+
+        from trm import store_write
+
+        warnings.warn(f"trm.store.{name} is deprecated: import it from trm.store_write "
+                      f"(from trm.store_write import {name})", DeprecationWarning, stacklevel=2)
+        return getattr(store_write, name)
+    raise AttributeError(f"module 'trm.store' has no attribute {name!r}")
