@@ -344,3 +344,30 @@ def test_the_writer_s_old_module_still_works_with_a_deprecation_warning():
         from trm.store import build_store  # noqa: F401
     with pytest.raises(AttributeError):
         trm.store.no_such_name
+
+
+def test_a_store_built_by_another_task_version_is_noted_once(tmp_path, empty_host, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from trm import plugins
+    from trm.build import open_recipe_store
+
+    sudoku = testing._spec("tasks", "sudoku")
+    testing.build_tiny_store(sudoku, tmp_path / "v1.zarr", {"source": "generate", "size": 4, "num_train": 5,
+                                                             "num_test": 5, "num_aug": 0})
+
+    class NewerSudoku:
+        @hookimpl
+        def trm_tasks(self):
+            return [attrs.evolve(sudoku, version="2")]
+
+    empty_host.register(NewerSudoku(), "newer-sudoku")
+    monkeypatch.setattr(plugins, "_host", empty_host)
+    recipe = SimpleNamespace(data=SimpleNamespace(store=str(tmp_path / "v1.zarr"), build_if_missing=False),
+                             task=SimpleNamespace(name="sudoku"))
+    capsys.readouterr()
+    assert open_recipe_store(recipe).info.builder_version == "1"
+    assert (f"note: {tmp_path / 'v1.zarr'} was built by version 1 of task 'sudoku', the installed one is version 2; "
+            "it is used as it is, rebuild it with `trm augment sudoku --out") in capsys.readouterr().err
+    open_recipe_store(recipe)
+    assert "note:" not in capsys.readouterr().err
