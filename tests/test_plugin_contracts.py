@@ -371,3 +371,11 @@ def test_a_store_built_by_another_task_version_is_noted_once(tmp_path, empty_hos
             "it is used as it is, rebuild it with `trm augment sudoku --out") in capsys.readouterr().err
     open_recipe_store(recipe)
     assert "note:" not in capsys.readouterr().err
+
+
+def test_sudoku_s_render_stays_a_function_after_its_submodule_is_imported(empty_host):
+    import trm_sudoku
+    import trm_sudoku.render  # noqa: F401  (rebinds the package attribute `render` to the submodule)
+
+    empty_host.register(trm_sudoku, "sudoku")
+    assert callable(empty_host.registry("tasks").get("sudoku").render)

@@ -127,6 +127,8 @@ def trm_evaluators():
 '''
 
 
+@pytest.mark.xfail(reason="needs the checkpoint written before the final evaluation (issue 15's reliability work, "
+                          "not on main yet)", strict=False)
 def test_an_evaluator_bug_at_the_end_of_a_run_keeps_the_run(tmp_path):
     (tmp_path / "flaky.py").write_text(BAD_EVALUATOR)
     recipe = tmp_path / "tiny.yaml"

@@ -146,7 +146,9 @@ def build(options: SudokuOptions, writer) -> None:
             split.add_group([(0, inputs[row:row + 1], labels[row:row + 1])])
 
 
-def render(tokens, info=None) -> str:
+def _render(tokens, info=None) -> str:
+    # Not called `render`: importing the submodule trm_sudoku.render rebinds that name on this package, and the
+    # task's record would then hold the module instead of this function (trm plugins check found it).
     from trm_sudoku.render import render as render_board
 
     return render_board(tokens, info)
@@ -162,7 +164,7 @@ def trm_tasks():
             summary="Sudoku-Extreme CSVs or generated 4x4/6x6/9x9 boards, with validity-preserving shuffles",
             version=VERSION,
             default_evaluators=("exact_match",),
-            render=render,
+            render=_render,
             dims=dims,
         )
     ]
