@@ -159,3 +159,16 @@ def test_an_evaluator_bug_at_the_end_of_a_run_keeps_the_run(tmp_path):
                            text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr
     assert "flaky/calls_accuracy" in again.stdout
+
+
+def test_a_registration_hook_that_raises_is_a_plugin_bug_exit_3(monkeypatch, empty_host):
+    class Raising:
+        @hookimpl
+        def trm_backbones(self):
+            raise RuntimeError("boom")
+
+    empty_host.register(Raising(), "raising")
+    monkeypatch.setattr(plugins, "_host", empty_host)
+    result = CliRunner().invoke(cli_module.cli, ["list", "backbones"])
+    assert result.exit_code == 3
+    assert result.output.strip() == "trm: error: plugin 'raising': trm_backbones() failed: RuntimeError: boom"

@@ -22,6 +22,14 @@ class UserError(Exception):
     exit_code = EXIT_USER_ERROR
 
 
+class PluginError(UserError):
+    """A plugin broke its contract, found by trm (a registration hook returning the wrong thing, say): one line naming
+    the plugin, exit code :data:`EXIT_PLUGIN_BUG`. Plugin code itself never raises it; it raises :class:`UserError`
+    for a user's mistake and lets its bugs raise as they are."""
+
+    exit_code = EXIT_PLUGIN_BUG
+
+
 class RecipeError(UserError):
     """Every problem found in a recipe, reported at once: ``problems`` holds one line each."""
 

@@ -31,7 +31,7 @@ import attrs
 import pluggy
 
 from trm import hookspecs
-from trm.errors import UserError
+from trm.errors import PluginError, UserError
 
 ENTRY_POINT_GROUP = "trm"
 ENV_LOAD = "TRM_LOAD_PLUGINS"
@@ -108,19 +108,19 @@ class Registry:
         except UserError:
             raise
         except Exception as exc:  # a plugin's bug: say whose, in one line
-            raise UserError(f"{who} failed: {type(exc).__name__}: {exc}") from exc
+            raise PluginError(f"{who} failed: {type(exc).__name__}: {exc}") from exc
         if result is None:
             return []
         if isinstance(result, (str, bytes, dict)) or not hasattr(result, "__iter__"):
-            raise UserError(f"{who} returned {_kind_of(result)}, expected a list of {expected.__name__}")
+            raise PluginError(f"{who} returned {_kind_of(result)}, expected a list of {expected.__name__}")
         records = list(result)
         for index, record in enumerate(records):
             if not isinstance(record, expected):
-                raise UserError(f"{who} returned {_kind_of(record)} as item {index}, expected {expected.__name__}")
+                raise PluginError(f"{who} returned {_kind_of(record)} as item {index}, expected {expected.__name__}")
             if not isinstance(record.name, str) or not record.name:
-                raise UserError(f"{who}: item {index} has name {record.name!r}, expected a non-empty string")
+                raise PluginError(f"{who}: item {index} has name {record.name!r}, expected a non-empty string")
             if not isinstance(record.options_class, type):
-                raise UserError(f"{who}: {self.noun} '{record.name}' has options_class {record.options_class!r}, "
+                raise PluginError(f"{who}: {self.noun} '{record.name}' has options_class {record.options_class!r}, "
                                 f"expected a class (an attrs class, or trm.types.NoOptions)")
         return records
 

@@ -1,7 +1,8 @@
 """``trm new task NAME [DIR]``: write a working, pip-installable task plugin package to start a new task from.
 
 The package holds a small task that works as it is (one step of Conway's Game of Life on a small torus: a generator,
-typed options, augmentation by the grid's 8 symmetries, a test split that shares nothing with training), an
+typed options, augmentation by the grid's 8 symmetries with trm.symmetry, a test split that shares nothing with
+training by trm.heldout's convention), an
 evaluator, a CPU recipe and tests that use :mod:`trm.testing`. ``pip install -e DIR`` then
 ``trm run DIR/recipes/cpu.yaml`` trains and evaluates it in a few minutes; the author then replaces the toy task with
 their own. docs/plugins.md ("Starting a new task") walks through the files.
@@ -89,8 +90,9 @@ TASK = '''\
 The example task is one step of Conway's Game of Life on a SIZE x SIZE torus: the input is a random board, the
 label the board one generation later. Tokens: 0 padding, 1 a dead cell, 2 a live cell. The rule commutes with the
 8 symmetries of the square (rotations and reflections), so every training board is augmented with up to 7 of its
-transformed copies; the test boards are never augmented, and no training board is a transformed copy of a test
-board. Replace the generator with your puzzle, and keep the structure.
+transformed copies (trm.symmetry). The splits follow trm's held-out convention (trm.heldout): each split has its own
+random stream, the test split is drawn first, and no training board is a board of the test split or a rotation or
+reflection of one. The test split is never augmented. Replace the generator with your puzzle; keep the structure.
 """
 
 from __future__ import annotations
@@ -99,9 +101,10 @@ import attrs
 import numpy as np
 
 from trm import UserError
+from trm.heldout import Deduplicator, split_rng, symmetry_key
+from trm.symmetry import NUM_DIHEDRAL, dihedral
 
 VOCAB_SIZE = 3  # 0 padding, 1 dead, 2 alive
-DEAD, ALIVE = 1, 2
 
 
 @attrs.frozen
@@ -129,17 +132,6 @@ def life_step(board: np.ndarray) -> np.ndarray:
     return ((neighbours == 3) | ((board == 1) & (neighbours == 2))).astype(board.dtype)
 
 
-def symmetries(board: np.ndarray) -> list[np.ndarray]:
-    """The 8 images of a square board under rotations and reflections, the board itself first."""
-    rotations = [np.rot90(board, k) for k in range(4)]
-    return rotations + [np.fliplr(r) for r in rotations]
-
-
-def canonical(board: np.ndarray) -> bytes:
-    """The same bytes for a board and every rotation or reflection of it (to keep the splits apart)."""
-    return min(image.tobytes() for image in symmetries(board))
-
-
 def build(options: __CLASS__Options, writer) -> None:
     """Write the test split, then a training split sharing no board with it, through trm's dataset writer."""
     if options.source != "generate":
@@ -147,32 +139,32 @@ def build(options: __CLASS__Options, writer) -> None:
     side = options.size
     writer.set_vocabulary(vocab_size=VOCAB_SIZE, seq_len=side * side, pad_id=0, ignore_label_id=None,
                           token_names=["<pad>", "dead", "alive"])
-    # Separate random streams per split: the test boards stay the same when num_train changes.
-    streams = {split: np.random.default_rng([options.seed, number]) for number, split in enumerate(("test", "train"))}
-    taken: set[bytes] = set()  # canonical forms already used, so that no board (or symmetric copy) repeats
+    # One deduplicator for both splits, keyed by the augmentation's symmetries: "seen" means "equal to a version".
+    seen = Deduplicator(symmetry_key(dihedral_group=True))
 
-    def fresh_board(rng: np.random.Generator) -> np.ndarray:
-        for _ in range(1000):
-            board = (rng.random((side, side)) < options.density).astype(np.int64)
-            key = canonical(board)
-            if key not in taken:
-                taken.add(key)
-                return board
-        raise UserError(f"task '__NAME__': cannot draw enough distinct {side}x{side} boards; "
-                        "ask for fewer or larger ones")
+    def fresh_boards(split: str, count: int):
+        rng = split_rng(options.seed, split)  # the test boards stay the same when num_train changes
+        for _ in writer.progress(range(count), total=count, desc=split):
+            for _attempt in range(1000):
+                board = (rng.random((side, side)) < options.density).astype(np.int64)
+                if seen.add(board, split):
+                    yield board, rng
+                    break
+            else:
+                raise UserError(f"task '__NAME__': cannot draw {count} distinct {side}x{side} boards; ask for fewer "
+                                "or larger ones")
+
+    def row(board: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return board.reshape(1, -1) + 1, life_step(board).reshape(1, -1) + 1  # tokens 1 dead, 2 alive
 
     test = writer.split("test")
-    for _ in writer.progress(range(options.num_test), total=options.num_test, desc="test"):
-        board = fresh_board(streams["test"])
-        test.add_group([(0, board.reshape(1, -1) + 1, life_step(board).reshape(1, -1) + 1)])
+    for board, _ in fresh_boards("test", options.num_test):
+        test.add_group([(0, *row(board))])
     train = writer.split("train")
-    rng = streams["train"]
-    for _ in writer.progress(range(options.num_train), total=options.num_train, desc="train"):
-        board = fresh_board(rng)
+    for board, rng in fresh_boards("train", options.num_train):
         # A group is one puzzle and its augmented versions: the original first, then distinct symmetric copies.
-        chosen = [0] + sorted(rng.choice(np.arange(1, 8), size=options.num_aug, replace=False).tolist())
-        images = symmetries(board)
-        train.add_group([(0, images[k].reshape(1, -1) + 1, life_step(images[k]).reshape(1, -1) + 1) for k in chosen])
+        chosen = [0] + sorted(rng.choice(np.arange(1, NUM_DIHEDRAL), size=options.num_aug, replace=False).tolist())
+        train.add_group([(0, *row(np.ascontiguousarray(dihedral(board, tid)))) for tid in chosen])
 
 
 def render(tokens, info=None) -> str:
