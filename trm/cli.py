@@ -33,6 +33,8 @@ LAZY_COMMANDS = {
     "convert": "trm.cli_convert:convert",
     "bench": "trm.cli_bench:bench",
     "runs": "trm.cli_runs:runs",
+    "solve": "trm.cli_solve:solve",
+    "report": "trm.cli_report:report",
 }
 
 

@@ -128,6 +128,38 @@ class TaskDims:
 
 
 @attrs.frozen
+class SolveContext:
+    """What a task's solving hooks are told about the model they serve (``trm solve``, trajectories)."""
+
+    seq_len: int  # L, the grid length the model takes
+    vocab_size: int
+    identifier_names: list[str] | None  # the checkpoint's puzzle-identifier names (index = identifier)
+    task_options: Any  # the run recipe's task options (structured into the task's options class)
+    store_info: Any = None  # trm.store.StoreInfo of the run's store when it exists here, else None
+
+
+@attrs.frozen
+class Puzzle:
+    """One puzzle as the model takes it: one row, or one row per augmented version the task votes over."""
+
+    name: str  # how messages and ``--json`` name it (e.g. ``line 3``, ``<task id> test 0``)
+    inputs: "np.ndarray"  # [V, L] input tokens
+    identifiers: "np.ndarray"  # [V] puzzle identifiers
+    label: "np.ndarray | None" = None  # [L] the known answer tokens, when the source gives one
+    data: Any = None  # the task's own data for ``combine`` (ARC: how to undo each version)
+
+
+@attrs.frozen
+class Solution:
+    """A puzzle's answer: tokens shaped like an input row (what ``render``, ``check_answer`` and ``draw`` take)."""
+
+    tokens: "np.ndarray"  # [L]
+    attempts: tuple["np.ndarray", ...] = ()  # the ranked candidates, ``tokens`` first (ARC: its two attempts)
+    row: int = 0  # the input row whose trajectory stands for the puzzle (the un-augmented one)
+    note: str = ""  # one line shown under the answer (ARC: the votes behind it)
+
+
+@attrs.frozen
 class TaskSpec:
     """A task plugin (docs/plugins.md, "TaskSpec", is the reference for every field).
 
@@ -138,6 +170,21 @@ class TaskSpec:
     predictions, a 1-D integer array of length L) into text; ``info`` is the store's :class:`trm.store.StoreInfo`, or
     ``None`` when no store is at hand. ``default_evaluators`` are used when a recipe names none. ``dims(options) ->
     TaskDims`` tells the sizes a build would have, so a model can be summarised without a store.
+
+    Optional hooks for looking at a model (``trm solve``, trajectory pictures, ``trm data check-leakage``;
+    docs/plugins.md "Solving and drawing"):
+
+    * ``read_puzzles(text, context) -> list[Puzzle]``: the user's PUZZLE argument (a puzzle written inline, or a
+      path to a file of one or many) as model rows; a puzzle the model cannot take raises ``UserError``.
+    * ``combine(puzzle, preds [V, L], q_halt [V], context) -> Solution``: one answer from the rows of a puzzle
+      (default: the first row's prediction).
+    * ``check_answer(puzzle, tokens [L]) -> (valid, reason) | None``: whether an answer obeys the puzzle's rules,
+      without a known answer (Sudoku's rules, a maze's shortest path); None when it cannot be judged.
+    * ``draw(axes, tokens [L], inputs [L] | None, changed [L] | None, context)``: draw one sequence on a
+      matplotlib ``Axes``, given the puzzle's ``inputs`` when ``tokens`` is an answer (None when drawing the input
+      itself), outlining the ``changed`` cells (without it pictures fall back to a square grid of token colours).
+    * ``canonical_input(tokens [L]) -> bytes``: equal for two inputs iff one is an augmentation of the other (the
+      leakage check compares test inputs with training inputs under it, besides exactly).
     """
 
     name: str
@@ -148,6 +195,11 @@ class TaskSpec:
     default_evaluators: tuple[str, ...] = ()
     render: Callable[[Any, Any], str] | None = None
     dims: Callable[[Any], TaskDims] | None = None
+    read_puzzles: Callable[[str, SolveContext], list[Puzzle]] | None = None
+    combine: Callable[[Puzzle, Any, Any, SolveContext], Solution] | None = None
+    check_answer: Callable[[Puzzle, Any], "tuple[bool, str] | None"] | None = None
+    draw: Callable[[Any, Any, Any, Any, SolveContext], None] | None = None
+    canonical_input: Callable[[Any], bytes] | None = None
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -154,6 +154,24 @@ def _render(tokens, info=None) -> str:
     return render_board(tokens, info)
 
 
+def _read_puzzles(text, context):
+    from trm_sudoku.solving import read_puzzles
+
+    return read_puzzles(text, context)
+
+
+def _check_answer(puzzle, tokens):
+    from trm_sudoku.solving import check_answer
+
+    return check_answer(puzzle, tokens)
+
+
+def _draw(axes, tokens, inputs, changed, context):
+    from trm_sudoku.solving import draw
+
+    draw(axes, tokens, inputs, changed, context)
+
+
 @hookimpl
 def trm_tasks():
     return [
@@ -166,5 +184,8 @@ def trm_tasks():
             default_evaluators=("exact_match",),
             render=_render,
             dims=dims,
+            read_puzzles=_read_puzzles,
+            check_answer=_check_answer,
+            draw=_draw,
         )
     ]

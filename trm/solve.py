@@ -1,0 +1,229 @@
+"""Solving puzzles one supervision step at a time: the stop rule, per-step trajectories, ``trm solve``'s engine.
+
+Each batch starts from a fresh carry and runs supervision steps in eval mode, as ``trm eval`` does. A row stops at
+step ``s`` when ``s >= max_steps`` or, with adaptive halting, when the halting strategy says halt (``act_q``:
+q_halt > 0; ``act_q_continue``: q_halt > q_continue; ``fixed``: never early). Its answer is its prediction at that
+step. Unlike :func:`trm.evaluate.evaluate` every step's prediction and halting logits are kept, which is what the
+trajectory pictures draw.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import attrs
+import numpy as np
+import torch
+
+from trm.errors import UserError
+from trm.types import Puzzle, Solution, SolveContext
+
+HALTING_MODES = ("adaptive", "fixed")
+
+
+def halt_rule(strategy: Any, halting: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """The strategy's early-stop test for ``halting='adaptive'`` (None: stop only at ``max_steps``)."""
+    if halting not in HALTING_MODES:
+        raise UserError(f"--halting: expected one of {', '.join(HALTING_MODES)}, got {halting!r}")
+    if halting == "fixed":
+        return None
+    # wants_halt is the public name of the rule; older strategy objects kept it private. A strategy with neither
+    # (``fixed``) never stops a row early.
+    return getattr(strategy, "wants_halt", None) or getattr(strategy, "_wants_halt", None)
+
+
+@attrs.frozen
+class StepResults:
+    """A batch run step by step. Arrays are NumPy, rows as given; ``S`` is the number of steps actually run."""
+
+    preds: np.ndarray  # [S, B, L] argmax tokens after each step
+    q_halt: np.ndarray  # [S, B] halting logits after each step
+    q_continue: np.ndarray  # [S, B]
+    steps: np.ndarray  # [B] the step at which each row stopped (1-based)
+
+    def answers(self) -> np.ndarray:
+        """[B, L] each row's prediction at its stopping step."""
+        return self.preds[self.steps - 1, np.arange(len(self.steps))]
+
+    def answer_q_halt(self) -> np.ndarray:
+        """[B] each row's q_halt at its stopping step."""
+        return self.q_halt[self.steps - 1, np.arange(len(self.steps))]
+
+
+@torch.no_grad()
+def run_steps(model: Any, inputs: Any, identifiers: Any, *, max_steps: int, halting: str = "adaptive",
+              device: torch.device | str | None = None) -> StepResults:
+    """Run ``inputs`` [B, L] (with ``identifiers`` [B]) until every row has stopped; see the module docstring."""
+    if max_steps < 1:
+        raise UserError(f"--max-steps: must be >= 1 (got {max_steps})")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    tokens = torch.as_tensor(np.asarray(inputs), dtype=torch.int32, device=device)
+    ids = torch.as_tensor(np.asarray(identifiers), dtype=torch.int32, device=device).reshape(-1)
+    batch = {"inputs": tokens, "labels": torch.full(tokens.shape, -100, dtype=torch.int64, device=device),
+             "puzzle_identifiers": ids}
+    rule = halt_rule(model.halting, halting)
+    was_training = model.training
+    model.eval()
+    try:
+        carry = model.initial_carry(batch)
+        done = torch.zeros(tokens.shape[0], dtype=torch.bool, device=device)
+        steps = torch.zeros(tokens.shape[0], dtype=torch.int64, device=device)
+        preds, q_halts, q_continues = [], [], []
+        for step in range(1, max_steps + 1):
+            carry, out = model(carry, batch, max_steps=max_steps)
+            q_halt, q_continue = out["q_halt"].float(), out["q_continue"].float()
+            preds.append(out["logits"].argmax(-1).to(torch.int16).cpu())
+            q_halts.append(q_halt.cpu())
+            q_continues.append(q_continue.cpu())
+            stop = torch.full_like(done, step >= max_steps)
+            if rule is not None:
+                stop = stop | rule(q_halt, q_continue).to(torch.bool)
+            steps = torch.where(stop & ~done, torch.full_like(steps, step), steps)
+            done = done | stop
+            if bool(done.all()):
+                break
+    finally:
+        model.train(was_training)
+    return StepResults(torch.stack(preds).numpy(), torch.stack(q_halts).numpy(), torch.stack(q_continues).numpy(),
+                       steps.cpu().numpy())
+
+
+@attrs.frozen
+class Solved:
+    """One puzzle's outcome: the task's combined answer and its representative row's trajectory (row 0)."""
+
+    puzzle: Puzzle
+    solution: Solution
+    steps: int  # supervision steps row 0 used
+    max_steps: int
+    q_halt: float  # row 0's halting logit at its stopping step
+    trajectory: np.ndarray  # [steps, L] row 0's prediction after each step
+    trajectory_q_halt: np.ndarray  # [steps]
+    mean_steps: float  # over all the puzzle's rows (ARC: its augmented versions)
+    check: tuple[bool, str] | None  # the task's rule check of the answer
+    matches_label: bool | None  # the answer equals the known answer, when one was given
+
+    @property
+    def confidence(self) -> float:
+        return 1.0 / (1.0 + math.exp(-self.q_halt))
+
+    @property
+    def halted_early(self) -> bool:
+        return self.steps < self.max_steps
+
+
+def first_row(puzzle: Puzzle, preds: np.ndarray, q_halt: np.ndarray, context: SolveContext) -> Solution:
+    """The default ``combine``: the first row's prediction is the answer."""
+    return Solution(tokens=np.asarray(preds[0]), attempts=(np.asarray(preds[0]),))
+
+
+def solve_puzzles(model: Any, puzzles: Sequence[Puzzle], task: Any, context: SolveContext, *, max_steps: int,
+                  halting: str = "adaptive", batch_size: int = 256,
+                  progress: Callable[[Iterable, int], Iterable] | None = None) -> list[Solved]:
+    """Solve ``puzzles`` in batches of ``batch_size`` rows (a puzzle's versions may span batches)."""
+    if batch_size < 1:
+        raise UserError(f"--batch-size: must be >= 1 (got {batch_size})")
+    if not puzzles:
+        return []
+    for puzzle in puzzles:
+        if puzzle.inputs.ndim != 2 or puzzle.inputs.shape[1] != context.seq_len:
+            raise UserError(f"{puzzle.name}: the model takes {context.seq_len} cells, this puzzle has "
+                            f"{puzzle.inputs.shape[-1]}")
+    inputs = np.concatenate([p.inputs for p in puzzles])
+    identifiers = np.concatenate([np.asarray(p.identifiers).reshape(-1) for p in puzzles])
+    starts = np.cumsum([0] + [len(p.inputs) for p in puzzles])
+    answers = np.zeros(inputs.shape, dtype=np.int64)
+    q_final = np.zeros(len(inputs), dtype=np.float64)
+    used = np.zeros(len(inputs), dtype=np.int64)
+    trajectories: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    first_rows = {int(start): index for index, start in enumerate(starts[:-1])}
+    batches = range(0, len(inputs), batch_size)
+    for low in (progress(batches, len(batches)) if progress else batches):
+        high = min(low + batch_size, len(inputs))
+        result = run_steps(model, inputs[low:high], identifiers[low:high], max_steps=max_steps, halting=halting)
+        answers[low:high] = result.answers()
+        q_final[low:high] = result.answer_q_halt()
+        used[low:high] = result.steps
+        for row in range(low, high):
+            if row in first_rows:
+                taken = int(result.steps[row - low])
+                trajectories[first_rows[row]] = (result.preds[:taken, row - low].astype(np.int64),
+                                                 result.q_halt[:taken, row - low].astype(np.float64))
+    combine = task.combine or first_row
+    solved = []
+    for index, puzzle in enumerate(puzzles):
+        low, high = int(starts[index]), int(starts[index + 1])
+        solution = combine(puzzle, answers[low:high], q_final[low:high], context)
+        check = task.check_answer(puzzle, solution.tokens) if task.check_answer is not None else None
+        matches = None if puzzle.label is None else bool(np.array_equal(np.asarray(solution.tokens).ravel(),
+                                                                         np.asarray(puzzle.label).ravel()))
+        path, path_q = trajectories[index]
+        solved.append(Solved(puzzle, solution, int(used[low]), max_steps, float(q_final[low]), path, path_q,
+                             float(used[low:high].mean()), check, matches))
+    return solved
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loading a model for solving
+# --------------------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Loaded:
+    """A trained model ready to solve: the model, its recipe, its task plugin and the context for the task's hooks."""
+
+    model: Any
+    recipe: Any
+    task: Any
+    context: SolveContext
+    checkpoint: Path
+
+
+def load_for_solving(target: Path, *, device: str | None = None, use_ema: bool = True) -> Loaded:
+    """A run directory, a ``checkpoints/step_N`` folder or a converted reference run, ready for :func:`solve_puzzles`."""
+    import trm.api
+    from trm.checkpoint import find_checkpoint
+    from trm.plugins import registry
+
+    checkpoint = find_checkpoint(Path(target))
+    trained = trm.api.load(target, device=device or "cpu", use_ema=use_ema)
+    recipe = trained.recipe
+    task = registry("tasks").get(recipe.task.name)
+    store_info = None
+    store_path = Path(recipe.data.store)
+    if store_path.exists():
+        from trm.store import open_store
+
+        try:
+            store_info = open_store(store_path, expect_task=recipe.task.name).info
+        except UserError:  # a store of another task or a damaged one: solving does not need it
+            store_info = None
+    identifiers = trained.identifiers
+    if identifiers is None and store_info is not None:
+        identifiers = store_info.identifier_names
+    context = SolveContext(seq_len=trained.seq_len, vocab_size=int(trained.model.embed_tokens.weight.shape[0]),
+                           identifier_names=identifiers, task_options=recipe.task.options, store_info=store_info)
+    return Loaded(trained.model, recipe, task, context, checkpoint)
+
+
+def default_max_steps(loaded: Loaded, max_steps: int | None) -> int:
+    """``--max-steps`` or, as ``trm eval``, the recipe's ``eval.max_steps`` or else the trained maximum."""
+    if max_steps is not None:
+        if max_steps < 1:
+            raise UserError(f"--max-steps: must be >= 1 (got {max_steps})")
+        return int(max_steps)
+    configured = getattr(loaded.recipe.eval, "max_steps", None)
+    return int(configured if configured is not None else loaded.model.halting.max_steps)
+
+
+def read_puzzles(loaded: Loaded, text: str) -> list[Puzzle]:
+    """The task's reading of the PUZZLE argument; a task without ``read_puzzles`` cannot be solved from text."""
+    if loaded.task.read_puzzles is None:
+        raise UserError(f"task '{loaded.task.name}' does not read puzzles (its plugin has no read_puzzles hook); "
+                        "use the Python API (trm.api) with token rows")
+    puzzles = loaded.task.read_puzzles(text, loaded.context)
+    if not puzzles:
+        raise UserError(f"{text}: no puzzle found")
+    return puzzles

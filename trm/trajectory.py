@@ -1,0 +1,177 @@
+"""Trajectory pictures: the decoded answer after each supervision step, changed cells outlined, q_halt per step.
+
+A PNG shows the puzzle, then one panel per step (and the known answer when given); a GIF shows the puzzle beside
+one step per frame. The task draws each panel through its ``TaskSpec.draw`` hook (docs/plugins.md); a task
+without one gets :func:`draw_tokens`, a square grid of token colours. :func:`outline_cells` is the highlight every
+drawing uses, so the pictures of all tasks read the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from trm.errors import UserError
+from trm.types import SolveContext
+
+PICTURE_SUFFIXES = (".png", ".gif")
+HIGHLIGHT = "#ff7f0e"  # changed cells: an orange outline, visible on light and dark cells
+MAX_COLUMNS = 8
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def check_picture_path(path: Path, option: str = "--trajectory") -> Path:
+    """``path`` if it ends in .png or .gif and its directory exists; else a one-line UserError."""
+    path = Path(path)
+    if path.suffix.lower() not in PICTURE_SUFFIXES:
+        raise UserError(f"{option} {path}: expected a .png or .gif file name")
+    if not path.parent.is_dir():
+        raise UserError(f"{option} {path}: no such directory {path.parent}")
+    return path
+
+
+def grid_shape(length: int) -> tuple[int, int]:
+    """(rows, cols) of a flat sequence: square when it is a square number, else one row."""
+    side = math.isqrt(length)
+    return (side, side) if side * side == length else (1, length)
+
+
+def outline_cells(axes: Any, changed: Any, shape: tuple[int, int], *, colour: str = HIGHLIGHT) -> None:
+    """Outline every True cell of ``changed`` ([rows * cols], row-major) on an ``imshow``-style axes."""
+    from matplotlib.patches import Rectangle
+
+    if changed is None:
+        return
+    mask = np.asarray(changed, dtype=bool).reshape(shape)
+    rows, cols = shape
+    width = max(0.8, 3.0 * 9 / max(rows, cols))
+    for r, c in zip(*np.nonzero(mask)):
+        axes.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor=colour, linewidth=width))
+
+
+def draw_tokens(axes: Any, tokens: Any, inputs: Any, changed: Any, context: SolveContext | None) -> None:
+    """The fallback drawing: tokens as colours on a square grid (one row when the length is not square)."""
+    flat = np.asarray(tokens).ravel()
+    shape = grid_shape(len(flat))
+    vocab = context.vocab_size if context is not None else int(flat.max()) + 1
+    axes.imshow(flat.reshape(shape), cmap="tab20", vmin=0, vmax=max(vocab - 1, 1), interpolation="nearest")
+    outline_cells(axes, changed, shape)
+
+
+def _plain(axes: Any) -> None:
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+
+def _drawer(task: Any) -> Callable[..., None]:
+    return task.draw if getattr(task, "draw", None) is not None else draw_tokens
+
+
+def panels(inputs: Any, steps: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(tokens, changed) per step: a cell is changed when it differs from the step before (step 1: from the input)."""
+    before = np.asarray(inputs).ravel()
+    shown = []
+    for tokens in steps:
+        tokens = np.asarray(tokens).ravel()
+        shown.append((tokens, tokens != before))
+        before = tokens
+    return shown
+
+
+def step_title(step: int, q_halt: float, halted: bool) -> str:
+    return f"step {step}{' (halt)' if halted else ''}\nq_halt {q_halt:+.2f}"
+
+
+def draw_trajectory(path: Path, task: Any, context: SolveContext, inputs: Any, steps: Sequence[Any],
+                    q_halt: Sequence[float], *, label: Any = None, title: str = "", max_steps: int | None = None,
+                    fps: float = 1.5) -> Path:
+    """Write the trajectory of one puzzle to ``path`` (.png: every step in one figure; .gif: a frame per step).
+
+    ``steps`` [S, L] are the predictions after each supervision step, ``q_halt`` [S] the halting logits. The last
+    step is marked "(halt)" when it came before ``max_steps``.
+    """
+    path = Path(path)
+    plt = pyplot()
+    draw = _drawer(task)
+    shown = panels(inputs, steps)
+    stopped_early = max_steps is not None and len(shown) < max_steps
+    heading = title or f"{len(shown)} supervision step{'s' if len(shown) != 1 else ''}"
+    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}{path.suffix}")
+    if path.suffix.lower() == ".gif":
+        _write_gif(temporary, plt, draw, context, inputs, shown, q_halt, label, heading, stopped_early, fps)
+    else:
+        _write_png(temporary, plt, draw, context, inputs, shown, q_halt, label, heading, stopped_early)
+    os.replace(temporary, path)
+    return path
+
+
+def _write_png(target: Path, plt: Any, draw: Callable[..., None], context: SolveContext, inputs: Any,
+               shown: list, q_halt: Sequence[float], label: Any, heading: str, stopped_early: bool) -> None:
+    count = 1 + len(shown) + (label is not None)
+    columns = min(count, MAX_COLUMNS)
+    rows = math.ceil(count / columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.6 * rows + 0.5), squeeze=False)
+    axes = list(grid.ravel())
+    draw(axes[0], np.asarray(inputs).ravel(), None, None, context)
+    axes[0].set_title("puzzle", fontsize=9)
+    for index, (tokens, changed) in enumerate(shown):
+        panel = axes[1 + index]
+        draw(panel, tokens, np.asarray(inputs).ravel(), changed, context)
+        last = index == len(shown) - 1
+        panel.set_title(step_title(index + 1, float(q_halt[index]), last and stopped_early), fontsize=9)
+    if label is not None:
+        panel = axes[1 + len(shown)]
+        draw(panel, np.asarray(label).ravel(), np.asarray(inputs).ravel(), None, context)
+        panel.set_title("known answer", fontsize=9)
+    for panel in axes:
+        _plain(panel)
+    for panel in axes[count:]:
+        panel.axis("off")
+    figure.suptitle(f"{heading}   (outlined: cells changed by the step)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(target, dpi=100, format="png")
+    plt.close(figure)
+
+
+def _write_gif(target: Path, plt: Any, draw: Callable[..., None], context: SolveContext, inputs: Any,
+               shown: list, q_halt: Sequence[float], label: Any, heading: str, stopped_early: bool,
+               fps: float) -> None:
+    from matplotlib.animation import PillowWriter
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(5.2, 3.2))
+    writer = PillowWriter(fps=fps)
+    with writer.saving(figure, str(target), dpi=100):
+        for index, (tokens, changed) in enumerate(shown):
+            left.clear()
+            right.clear()
+            draw(left, np.asarray(inputs).ravel(), None, None, context)
+            left.set_title("puzzle", fontsize=9)
+            draw(right, tokens, np.asarray(inputs).ravel(), changed, context)
+            last = index == len(shown) - 1
+            right.set_title(step_title(index + 1, float(q_halt[index]), last and stopped_early), fontsize=9)
+            for panel in (left, right):
+                _plain(panel)
+            figure.suptitle(heading, fontsize=10)
+            figure.tight_layout()
+            writer.grab_frame()
+        writer.grab_frame()  # the last step stays on screen a beat longer before the loop restarts
+    plt.close(figure)
+
+
+def numbered(path: Path, index: int, count: int) -> Path:
+    """``out.png`` for a single puzzle, ``out-3.png`` for the third of several."""
+    path = Path(path)
+    return path if count == 1 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
