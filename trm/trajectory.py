@@ -57,7 +57,7 @@ def outline_cells(axes: Any, changed: Any, shape: tuple[int, int], *, colour: st
         return
     mask = np.asarray(changed, dtype=bool).reshape(shape)
     rows, cols = shape
-    width = max(0.8, 3.0 * 9 / max(rows, cols))
+    width = min(2.5, max(0.6, 12.0 / max(rows, cols)))  # thick on a 4x4 board, thin on a 30x30 canvas
     for r, c in zip(*np.nonzero(mask)):
         axes.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor=colour, linewidth=width))
 

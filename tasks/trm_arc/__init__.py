@@ -33,6 +33,17 @@ def _evaluator(options: ArcVoteOptions, context: Any) -> Any:
     return build_evaluator(options, context)
 
 
+def _solving(name: str) -> Any:
+    """A hook of trm_arc.solving, imported when first called (the plugin host must import quickly)."""
+    def call(*args: Any) -> Any:
+        from trm_arc import solving
+
+        return getattr(solving, name)(*args)
+
+    call.__name__ = name
+    return call
+
+
 @hookimpl
 def trm_tasks():
     return [TaskSpec(
@@ -44,6 +55,10 @@ def trm_tasks():
         default_evaluators=("arc_vote",),
         render=_render,
         dims=lambda options: TaskDims(vocab_size=VOCAB_SIZE, seq_len=SEQ_LEN, num_puzzle_identifiers=None),
+        read_puzzles=_solving("read_puzzles"),
+        combine=_solving("combine"),
+        draw=_solving("draw"),
+        canonical_input=_solving("canonical_input"),
     )]
 
 

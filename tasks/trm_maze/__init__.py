@@ -40,6 +40,17 @@ def _evaluator(options: MazePathOptions, context: Any) -> Any:
     return build_evaluator(options, context)
 
 
+def _solving(name: str) -> Any:
+    """A hook of trm_maze.solving, imported when first called (the plugin host must import quickly)."""
+    def call(*args: Any) -> Any:
+        from trm_maze import solving
+
+        return getattr(solving, name)(*args)
+
+    call.__name__ = name
+    return call
+
+
 @hookimpl
 def trm_tasks():
     return [TaskSpec(
@@ -51,6 +62,10 @@ def trm_tasks():
         default_evaluators=("maze_path",),
         render=_render,
         dims=_dims,
+        read_puzzles=_solving("read_puzzles"),
+        check_answer=_solving("check_answer"),
+        draw=_solving("draw"),
+        canonical_input=_solving("canonical_input"),
     )]
 
 
