@@ -1,5 +1,5 @@
-"""``trm augment`` (build a dataset store with a task plugin), ``trm data info|verify|bench`` (inspect, check, measure)
-and ``trm data fetch`` (download public datasets by name; logic in trm/fetch.py).
+"""``trm augment`` (build a dataset store with a task plugin), ``trm data info|verify|bench|check-leakage`` (inspect,
+check, measure) and ``trm data fetch`` (download public datasets by name; logic in trm/fetch.py).
 
 The lead's trm/cli.py imports ``augment`` and ``data`` lazily; docs/datasets.md and docs/cli.md describe them.
 """
@@ -253,3 +253,35 @@ def fetch_command(names: tuple[str, ...], as_list: bool, directory: str | None, 
         else:
             folder = fetch(get_dataset(name), cache=cache, show_progress=not no_progress, verify=verify)
         click.echo(f"{name:<20} {folder}")
+
+
+@data.command("check-leakage")
+@click.argument("store", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--show", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Leaked test examples listed by name.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def check_leakage(store: str, as_json: bool, show: int, no_progress: bool) -> None:
+    """Report test examples of STORE whose input also occurs among its training inputs: exactly, and up to the
+    task's own augmentations when the task gives a canonical form (Maze: the 8 dihedral versions; ARC: dihedral
+    versions and colour permutations, wherever the grid lies on the canvas). Exits 1 if any leaked, 0 if clean.
+
+    For ARC's raw Kaggle files (whole test pairs, before building), see `trm arc check-leakage`.
+    """
+    import json
+
+    from tqdm.auto import tqdm
+
+    from trm.integrity import check_store_leakage
+    from trm.plugins import registry
+    from trm.store import open_store
+
+    opened = open_store(Path(store))
+    task = registry("tasks").get(opened.info.task)
+
+    def progress(iterable: Any, total: int, desc: str) -> Any:
+        return tqdm(iterable, total=total, desc=desc, disable=no_progress, leave=False, dynamic_ncols=True)
+
+    report = check_store_leakage(opened, task.canonical_input, show=show, progress=progress)
+    click.echo(json.dumps(report.to_json(), indent=1) if as_json else "\n".join(report.lines()))
+    raise SystemExit(0 if report.clean else 1)

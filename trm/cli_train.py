@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -77,11 +78,18 @@ def _depths(value: str | None) -> list[int] | None:
 @click.option("--raw", is_flag=True, help="Use the live weights instead of the EMA weights.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON file for the results (default: in the run directory).")
 @click.option("--allow-other-store", is_flag=True, help="Evaluate on a store whose fingerprint differs from training's.")
+@click.option("--puzzle-ids", type=click.Choice(["blank", "shuffled"]), default=None,
+              help="Evaluate a second time with every puzzle identifier replaced by the blank id or by another "
+                   "training puzzle's id, and report the drop (how much the score owes to memorised puzzle "
+                   "embeddings).")
+@click.option("--trajectories", type=click.IntRange(min=0), default=0,
+              help="Draw the per-step answers of this many test examples (right and wrong ones) as PNGs under "
+                   "the run's eval/ folder.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def eval_command(target: str, overrides: tuple[str, ...], split: str | None, halting: str | None,
                  max_steps: int | None, halt_threshold: float | None, depth_curve: str | None, metric: str | None,
                  out_dir: str | None, limit: int | None, batch_size: int | None, raw: bool, out: str | None,
-                 allow_other_store: bool, no_progress: bool) -> None:
+                 allow_other_store: bool, puzzle_ids: str | None, trajectories: int, no_progress: bool) -> None:
     """Evaluate TARGET (a run directory or one of its checkpoints) and print a table; writes JSON.
 
     OVERRIDES change the run's saved recipe, e.g. data.store=other.zarr or eval.evaluators=[exact_match].
@@ -96,6 +104,8 @@ def eval_command(target: str, overrides: tuple[str, ...], split: str | None, hal
         if halting is not None or max_steps is not None or out is not None:
             raise UserError("--depth-curve sets the depths itself: drop --halting, --max-steps and --out "
                             "(use --out-dir for its files)")
+        if puzzle_ids is not None or trajectories:
+            raise UserError("--puzzle-ids and --trajectories belong to a single evaluation, not --depth-curve")
         curve = run_depth_curve(Path(target), overrides, depths, split=split, limit=limit, batch_size=batch_size,
                                 use_ema=not raw, allow_other_store=allow_other_store, show_progress=not no_progress,
                                 out_dir=Path(out_dir) if out_dir else None, metric=metric,
@@ -113,11 +123,17 @@ def eval_command(target: str, overrides: tuple[str, ...], split: str | None, hal
     result = evaluate_checkpoint(Path(target), overrides, split=split, max_steps=max_steps, limit=limit,
                                  batch_size=batch_size, use_ema=not raw, allow_other_store=allow_other_store,
                                  show_progress=not no_progress, out=Path(out) if out else None, halting=halting,
-                                 halt_threshold=halt_threshold)
+                                 halt_threshold=halt_threshold, puzzle_ids=puzzle_ids, trajectories=trajectories)
     if result is None:
         return
     metrics, written, artefacts = result
-    click.echo(format_table(metrics))
+    replaced = json.loads(written.read_text()).get("puzzle_ids")
+    if replaced is not None:
+        from trm.integrity import format_comparison
+
+        click.echo(format_comparison(metrics, replaced["metrics"], f"{replaced['mode']} ids"))
+    else:
+        click.echo(format_table(metrics))
     click.echo(f"results: {written} ({time.perf_counter() - started:.1f} s)")
     for path in artefacts:  # e.g. ARC's submission.json, Maze's failure renderings
         click.echo(f"written: {path}")

@@ -16,8 +16,12 @@ from trm.checkpoint import find_checkpoint, read_checkpoint
 from trm.config import load_recipe
 from trm.errors import UserError
 from trm.evaluate import build_evaluators, evaluate
-from trm.plugins import get_host
+from trm.plugins import get_host, registry
 from trm.types import TaskDims
+
+
+def get_task(recipe: Any) -> Any:
+    return registry("tasks").get(recipe.task.name)
 
 
 def run_dir_of(checkpoint: Path) -> Path:
@@ -74,11 +78,12 @@ class LoadedEvaluation:
         return int(self.parts["state"]["step"])
 
     def evaluate(self, *, halting: str, max_steps: int | None, halt_threshold: float | None, artefacts: Path | None,
-                 show_progress: bool) -> tuple[dict[str, float], list[tuple[str, Any]]]:
+                 show_progress: bool, model: Any = None) -> tuple[dict[str, float], list[tuple[str, Any]]]:
+        """One pass; ``model`` stands in for the loaded one (``--puzzle-ids`` passes it seen through other ids)."""
         recipe, info = self.recipe, self.store.info
         evaluators = build_evaluators(recipe, self.store, artefacts)
         batch = recipe.eval.batch_size if recipe.eval.batch_size is not None else recipe.train.global_batch_size
-        metrics = evaluate(self.model, self.store.split(recipe.eval.split), evaluators, accelerator=self.accelerator,
+        metrics = evaluate(model if model is not None else self.model, self.store.split(recipe.eval.split), evaluators, accelerator=self.accelerator,
                            global_batch_size=batch, max_steps=max_steps, halting=halting,
                            halt_threshold=halt_threshold, limit=recipe.eval.limit, seed=recipe.train.seed,
                            ignore_label_id=info.ignore_label_id, pad_id=info.pad_id, show_progress=show_progress)
@@ -130,11 +135,25 @@ def _write_json(out: Path, report: dict) -> None:
 def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str | None, max_steps: int | None,
                         limit: int | None, batch_size: int | None, use_ema: bool, allow_other_store: bool,
                         show_progress: bool, out: Path | None, halting: str | None = None,
-                        halt_threshold: float | None = None) -> tuple[dict[str, float], Path, list[Path]] | None:
-    """``trm eval``: evaluate TARGET once; (metrics, results JSON, artefacts) on the main process."""
+                        halt_threshold: float | None = None, puzzle_ids: str | None = None,
+                        trajectories: int = 0) -> tuple[dict[str, float], Path, list[Path]] | None:
+    """``trm eval``: evaluate TARGET once; (metrics, results JSON, artefacts) on the main process.
+
+    ``puzzle_ids`` (blank/shuffled) adds a second pass with replaced puzzle identifiers, reported under
+    ``puzzle_ids`` with the drop (trm/integrity.py); ``trajectories`` draws that many test examples' steps under
+    the artefacts (trm/solve.py)."""
     check_eval_options(max_steps=max_steps, limit=limit, batch_size=batch_size, out=out)
+    if trajectories < 0:
+        raise UserError(f"--trajectories: must be >= 0 (got {trajectories})")
     loaded = load_evaluation(target, overrides, split=split, limit=limit, batch_size=batch_size, use_ema=use_ema,
                              allow_other_store=allow_other_store)
+    mapping = None
+    if puzzle_ids is not None:  # built before the first pass, so a mode the store cannot take fails at once
+        from trm.integrity import identifier_mapping
+
+        store = loaded.store
+        train_ids = store.split("train").puzzle_identifiers if store.has_split("train") else []
+        mapping = identifier_mapping(puzzle_ids, store.info.num_puzzle_identifiers, train_ids, loaded.recipe.train.seed)
     recipe, parts = loaded.recipe, loaded.parts
     halting = halting or recipe.eval.halting
     max_steps = max_steps if max_steps is not None else recipe.eval.max_steps
@@ -143,12 +162,30 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str 
     artefacts = loaded.run_dir / "eval" / f"trm-eval-step_{loaded.step}-{stamp}"
     metrics, evaluators = loaded.evaluate(halting=halting, max_steps=max_steps, halt_threshold=halt_threshold,
                                           artefacts=artefacts, show_progress=show_progress)
+    replaced = other = None
+    if mapping is not None:
+        from trm.integrity import ReplacedIdentifiers, metric_drop
+
+        changed, other = loaded.evaluate(halting=halting, max_steps=max_steps, halt_threshold=halt_threshold,
+                                         artefacts=artefacts / f"puzzle-ids-{puzzle_ids}", show_progress=show_progress,
+                                         model=ReplacedIdentifiers(loaded.model, mapping))
+        replaced = {"mode": puzzle_ids, "metrics": changed, "drop": metric_drop(metrics, changed)}
     if not loaded.accelerator.is_main_process:
         return None
     written: list[Path] = []
     for _, evaluator in evaluators:
         written += [Path(path) for path in evaluator.write(artefacts) or []]
+    for _, evaluator in other or []:
+        written += [Path(path) for path in evaluator.write(artefacts / f"puzzle-ids-{puzzle_ids}") or []]
     cap = max_steps if max_steps is not None else loaded.model.halting.max_steps
+    if trajectories:
+        from trm.solve import eval_trajectories, store_context
+
+        written += eval_trajectories(loaded.model, loaded.store.split(recipe.eval.split), get_task(recipe),
+                                     store_context(recipe, loaded.store.info), trajectories,
+                                     artefacts / "trajectories", max_steps=cap, halting=halting,
+                                     halt_threshold=halt_threshold, seed=recipe.train.seed,
+                                     ignore_label_id=loaded.store.info.ignore_label_id)
     report = {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "split": recipe.eval.split,
               "halting": halting, "step_cap": cap, "halt_threshold": halt_threshold,
               "puzzles_per_s": metrics["eval/puzzles_per_s"], "mean_steps": metrics["eval/mean_steps"],
@@ -156,6 +193,8 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str 
               "limit": recipe.eval.limit, "weights": "ema" if use_ema and parts["ema"] is not None else "live",
               "store": str(recipe.data.store), "processes": loaded.accelerator.num_processes, "metrics": metrics,
               "artefacts": [str(path) for path in written]}
+    if replaced is not None:
+        report["puzzle_ids"] = replaced
     out = out or loaded.run_dir / f"eval-step_{loaded.step}-{recipe.eval.split}-{stamp}.json"
     _write_json(out, report)
     get_host().pm.hook.trm_after_eval(recipe=recipe, run_dir=loaded.run_dir, step=loaded.step, metrics=metrics)

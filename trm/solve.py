@@ -227,3 +227,48 @@ def read_puzzles(loaded: Loaded, text: str) -> list[Puzzle]:
     if not puzzles:
         raise UserError(f"{text}: no puzzle found")
     return puzzles
+
+
+def eval_trajectories(model: Any, split: Any, task: Any, context: SolveContext, count: int, directory: Path, *,
+                      max_steps: int, halting: str = "fixed", seed: int = 0, ignore_label_id: int | None = 0,
+                      candidates: int = 256, batch_size: int = 64, suffix: str = ".png") -> list[Path]:
+    """Trajectory pictures of ``count`` test examples of ``split``, half of them answered right and half wrong
+    where the split has both: up to ``candidates`` seeded random examples are solved, then picked from."""
+    from trm.trajectory import draw_trajectory
+
+    if count < 1:
+        return []
+    total = split.num_examples
+    rng = np.random.Generator(np.random.PCG64([int(seed), 3]))
+    rows = np.sort(rng.choice(total, size=min(total, max(candidates, count)), replace=False))
+    puzzles = np.searchsorted(split.puzzle_indices, rows, side="right") - 1
+    inputs = np.asarray(split.inputs[rows]).astype(np.int64)
+    labels = np.asarray(split.labels[rows]).astype(np.int64)
+    identifiers = np.asarray(split.puzzle_identifiers[puzzles]).astype(np.int64)
+    runs = []
+    for low in range(0, len(rows), batch_size):
+        result = run_steps(model, inputs[low:low + batch_size], identifiers[low:low + batch_size],
+                           max_steps=max_steps, halting=halting)
+        runs.append(result)
+    answers = np.concatenate([r.answers() for r in runs])
+    scored = labels != ignore_label_id if ignore_label_id is not None else np.ones_like(labels, dtype=bool)
+    correct = np.all((answers == labels) | ~scored, axis=1)
+    right, wrong = list(np.flatnonzero(correct)), list(np.flatnonzero(~correct))
+    want_right = min(len(right), max(count - len(wrong), (count + 1) // 2))
+    chosen = [(k, True) for k in right[:want_right]] + [(k, False) for k in wrong[:count - want_right]]
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    names = context.identifier_names
+    for number, (k, is_right) in enumerate(sorted(chosen), start=1):
+        run = runs[k // batch_size]
+        within = k % batch_size
+        taken = int(run.steps[within])
+        name = f"example {int(rows[k])}"
+        if names is not None and 0 < identifiers[k] < len(names):
+            name += f" ({names[int(identifiers[k])]})"
+        path = directory / f"trajectory-{number:02d}-{'right' if is_right else 'wrong'}-example{int(rows[k])}{suffix}"
+        draw_trajectory(path, task, context, inputs[k], run.preds[:taken, within], run.q_halt[:taken, within],
+                        label=labels[k], max_steps=max_steps,
+                        title=f"{name}: {'right' if is_right else 'wrong'} after {taken} of {max_steps} steps")
+        written.append(path)
+    return written

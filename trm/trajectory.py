@@ -50,7 +50,7 @@ def grid_shape(length: int) -> tuple[int, int]:
 
 
 def outline_cells(axes: Any, changed: Any, shape: tuple[int, int], *, colour: str = HIGHLIGHT) -> None:
-    """Outline every True cell of ``changed`` ([rows * cols], row-major) on an ``imshow``-style axes."""
+    """Tint and outline every True cell of ``changed`` ([rows * cols], row-major) on an ``imshow``-style axes."""
     from matplotlib.patches import Rectangle
 
     if changed is None:
@@ -59,7 +59,10 @@ def outline_cells(axes: Any, changed: Any, shape: tuple[int, int], *, colour: st
     rows, cols = shape
     width = min(2.5, max(0.6, 12.0 / max(rows, cols)))  # thick on a 4x4 board, thin on a 30x30 canvas
     for r, c in zip(*np.nonzero(mask)):
-        axes.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor=colour, linewidth=width))
+        # a tint and an outline, above grid lines but below digits (text draws at zorder 3)
+        axes.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor=colour, alpha=0.25, linewidth=0, zorder=2.4))
+        axes.add_patch(Rectangle((c - 0.45, r - 0.45), 0.9, 0.9, fill=False, edgecolor=colour, linewidth=width,
+                                 zorder=2.5))
 
 
 def draw_tokens(axes: Any, tokens: Any, inputs: Any, changed: Any, context: SolveContext | None) -> None:
