@@ -77,3 +77,11 @@ def arc_dir(tmp_path):
     write_subset(tmp_path, "evaluation", {"evalA": make_task(rng, 2, 2), "evalB": make_task(rng, 3, 1)})
     write_subset(tmp_path, "concept", {"Concept1": make_task(rng, 2, 3)})
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_sudoku_run(tmp_path_factory):
+    """A trained 4x4 Sudoku run (40 steps), shared by the solve, report and integrity tests."""
+    from tiny_runs import train_tiny_sudoku
+
+    return train_tiny_sudoku(tmp_path_factory.mktemp("tiny-sudoku"))

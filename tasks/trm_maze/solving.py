@@ -19,7 +19,7 @@ import numpy as np
 from trm.errors import UserError
 from trm.types import Puzzle, SolveContext
 from trm_maze.dihedral import NUM_TRANSFORMS, transform_flat
-from trm_maze.grid import GOAL, PATH, START, WALL, check_path, encode, endpoints, shortest_distance
+from trm_maze.grid import GOAL, OPEN, PATH, START, WALL, check_path, encode, endpoints, shortest_distance
 
 # wall, open, start, goal, path, and PAD (never in a maze)
 COLOURS = {0: (0.6, 0.0, 0.6), WALL: (0.2, 0.2, 0.22), OPEN: (1.0, 1.0, 1.0), START: (0.1, 0.65, 0.2),
