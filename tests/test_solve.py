@@ -357,3 +357,26 @@ def test_trm_solve_on_arc_knows_only_its_training_tasks(arc_dir, tmp_path):
     assert len(unknown.stderr.strip().splitlines()) == 1
     picture = trm("solve", str(run), "trainA", "--trajectory", str(tmp_path / "arc.png"))
     assert picture.returncode == 0 and (tmp_path / "arc.png").stat().st_size > 1000
+
+
+def test_a_third_party_task_reads_checks_and_draws_through_its_own_hooks(tmp_path):
+    import importlib.util
+
+    from conftest import REPO
+    from trm.trajectory import draw_trajectory
+
+    path = REPO / "docs" / "examples" / "trm-sorting" / "trm_sorting" / "__init__.py"
+    spec = importlib.util.spec_from_file_location("sorting_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (task,) = module.trm_tasks()
+    context = SolveContext(seq_len=4, vocab_size=11, identifier_names=None, task_options=None)
+    (puzzle,) = task.read_puzzles("5093", context)
+    assert task.check_answer(puzzle, np.array([1, 4, 6, 10]))[0] is True
+    assert task.check_answer(puzzle, puzzle.inputs[0])[0] is False
+    with pytest.raises(UserError, match="expected 4 digits"):
+        task.read_puzzles("50a3", context)
+    steps = np.array([[1, 6, 4, 10], [1, 4, 6, 10]])
+    picture = draw_trajectory(tmp_path / "sorting.png", task, context, puzzle.inputs[0], steps, [-1.0, 2.0])
+    assert _colour_pixels(picture, (255, 127, 14), tolerance=20) > 50  # the changed cells' outline
+    assert _colour_pixels(picture, (253, 231, 37), tolerance=20) > 200  # viridis' yellow: digit 9 is drawn

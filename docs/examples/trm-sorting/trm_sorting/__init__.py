@@ -2,7 +2,8 @@
 
 Each example is a row of ``length`` random digits (tokens 1..10 for digits 0..9; 0 is padding); its label is the same
 row sorted. Groups hold one puzzle each and every puzzle shares identifier 0, like Sudoku. docs/plugins.md walks
-through this file.
+through this file. The optional solving hooks let ``trm solve RUN 5093`` read a row, check the answer and draw each
+supervision step.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 
 from trm import UserError
 from trm.hookspecs import hookimpl
-from trm.types import TaskDims, TaskSpec
+from trm.types import Puzzle, TaskDims, TaskSpec
 
 
 @attrs.frozen
@@ -43,6 +44,31 @@ def render(tokens, info) -> str:
     return " ".join("." if t == 0 else str(int(t) - 1) for t in np.asarray(tokens).ravel())
 
 
+def read_puzzles(text, context):
+    """``trm solve RUN 50932``: one row of the model's length, written as digits."""
+    digits = text.strip()
+    if len(digits) != context.seq_len or not digits.isdigit():
+        raise UserError(f"puzzle: expected {context.seq_len} digits (the model's row length), got {text!r}")
+    return [Puzzle(name="row", inputs=np.array([[int(d) + 1 for d in digits]]), identifiers=np.zeros(1, dtype=int))]
+
+
+def check_answer(puzzle, tokens):
+    """Valid when the answer holds the row's digits in order."""
+    valid = np.array_equal(np.asarray(tokens).ravel(), np.sort(np.asarray(puzzle.inputs[0]).ravel()))
+    return valid, "the row's digits in order" if valid else "not the row's digits in order"
+
+
+def draw(axes, tokens, inputs, changed, context):
+    """A strip of cells coloured by digit, the digit written in each; changed cells outlined by trm's helper."""
+    from trm.trajectory import outline_cells
+
+    row = np.asarray(tokens).ravel()
+    axes.imshow(row[None], cmap="viridis", vmin=0, vmax=10, interpolation="nearest")
+    for column, token in enumerate(row.tolist()):
+        axes.text(column, 0, "." if token == 0 else str(token - 1), ha="center", va="center", color="white")
+    outline_cells(axes, changed, (1, len(row)))
+
+
 @hookimpl
 def trm_tasks():
     return [
@@ -55,5 +81,8 @@ def trm_tasks():
             default_evaluators=("exact_match",),
             render=render,
             dims=lambda options: TaskDims(vocab_size=11, seq_len=options.length, num_puzzle_identifiers=1),
+            read_puzzles=read_puzzles,
+            check_answer=check_answer,
+            draw=draw,
         )
     ]
