@@ -186,6 +186,11 @@ def test_cli_writes_a_loadable_run_directory(tmp_path):
     assert torch.equal(loaded.model.puzzle_emb.weights, sd[PREFIX + "puzzle_emb.weights"])
     steps = loaded.run(torch.randint(1, dims.vocab_size, (2, dims.seq_len)), [0, 0], max_steps=3)
     assert [s.step for s in steps] == [1, 2, 3] and steps[0].logits.shape == (2, dims.seq_len, dims.vocab_size)
+    board = "1" + "." * (dims.seq_len - 1)  # trm solve takes a converted reference run like a trm run
+    solved = subprocess.run([sys.executable, "-m", "trm", "solve", str(out), board, "--json", "--max-steps", "2"],
+                            capture_output=True, text=True)
+    assert solved.returncode == 0, solved.stderr
+    assert json.loads(solved.stdout)["puzzles"][0]["steps"] in (1, 2)
     bad = subprocess.run([sys.executable, "-m", "trm", "convert", "reference", str(tmp_path / "missing.pt"),
                           "--recipe", str(recipe), "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert bad.returncode == 2 and "no such file" in bad.stderr
