@@ -380,3 +380,34 @@ def test_a_third_party_task_reads_checks_and_draws_through_its_own_hooks(tmp_pat
     picture = draw_trajectory(tmp_path / "sorting.png", task, context, puzzle.inputs[0], steps, [-1.0, 2.0])
     assert _colour_pixels(picture, (255, 127, 14), tolerance=20) > 50  # the changed cells' outline
     assert _colour_pixels(picture, (253, 231, 37), tolerance=20) > 200  # viridis' yellow: digit 9 is drawn
+
+
+def test_trm_solve_on_a_maze_file(tmp_path):
+    from tiny_runs import trm
+
+    from conftest import REPO
+    from trm.store import open_store
+    from trm_maze.render import render_maze
+
+    recipe = tmp_path / "maze.yaml"
+    recipe.write_text(
+        f"extends: {REPO}/recipes/quickstart.yaml\n"
+        "task: {name: maze, options: {source: generate, size: 8, min_path_length: 6, num_train: 40, num_test: 4}}\n"
+        f"data: {{store: {tmp_path / 'maze.zarr'}, build_if_missing: true}}\n"
+        "model: {hidden_size: 32, h_cycles: 1, l_cycles: 1, puzzle_emb_len: 1, puzzle_emb_dim: 32}\n"
+        "backbone: {name: attention, options: {layers: 1, num_heads: 2}}\n"
+        "train: {global_batch_size: 16, epochs: 100000, max_steps: 2, compile: 'off'}\n"
+        "eval: {every: null, evaluators: null}\n")
+    assert trm("run", str(recipe), "--run-dir", str(tmp_path / "run"), "--no-progress").returncode == 0
+    test = open_store(tmp_path / "maze.zarr").split("test")
+    maze = tmp_path / "maze.txt"
+    maze.write_text(render_maze(np.asarray(test.inputs[[0]])[0]) + "\n")
+    result = trm("solve", str(tmp_path / "run"), str(maze), "--trajectory", str(tmp_path / "maze.png"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].split() == ["puzzle", "answer"]
+    assert any(line.startswith("valid: ") for line in result.stdout.splitlines())
+    assert (tmp_path / "maze.png").stat().st_size > 1000
+    wrong_size = tmp_path / "small.txt"
+    wrong_size.write_text("S.\n.G\n")
+    refused = trm("solve", str(tmp_path / "run"), str(wrong_size))
+    assert refused.returncode == 2 and "has 8 characters, this one 2" in refused.stderr

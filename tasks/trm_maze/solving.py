@@ -115,6 +115,9 @@ def check_answer(puzzle: Puzzle, tokens: Any) -> tuple[bool, str] | None:
     except ValueError as exc:
         return None if "S and" in str(exc) else (False, str(exc))
     marked = int((answer == PATH).sum())
+    off_path = int(((answer == PATH) & (question != OPEN)).sum())
+    if off_path:
+        return False, f"{off_path} path cells lie on walls, S or G (a shortest path has {shortest} moves)"
     if is_shortest:
         return True, f"a shortest path from S to G ({shortest} moves)"
     if connects:
