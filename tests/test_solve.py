@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from trm.errors import UserError
-from trm.solve import halt_rule, run_steps, solve_puzzles
+from trm.solve import run_steps, solve_puzzles
 from trm.types import Puzzle, SolveContext, TaskSpec
 from trm_halting.strategies import ACTOptions, ACTQ, ACTQContinue, Fixed, FixedOptions
 
@@ -69,9 +69,17 @@ def test_act_q_continue_halts_when_q_halt_exceeds_q_continue_and_fixed_never_ear
     result = run_steps(ScriptedModel(strategy, script, cont), rows(2), np.zeros(2), max_steps=2,
                        device="cpu")
     assert result.steps.tolist() == [1, 2]
-    assert halt_rule(Fixed(FixedOptions(max_steps=3)), "adaptive") is None
-    with pytest.raises(UserError, match="--halting"):
-        halt_rule(strategy, "sometimes")
+    fixed = ScriptedModel(Fixed(FixedOptions(max_steps=3)), [[5.0]] * 3)
+    assert run_steps(fixed, rows(1), np.zeros(1), max_steps=3, halting="adaptive", device="cpu").steps.tolist() == [3]
+    with pytest.raises(UserError, match="halting mode"):
+        run_steps(fixed, rows(1), np.zeros(1), max_steps=3, halting="sometimes", device="cpu")
+
+
+def test_a_halt_threshold_asks_for_more_confidence():
+    model = ScriptedModel(ACTQ(ACTOptions(max_steps=4)), [[0.5], [1.0], [3.0], [3.0]])
+    default = run_steps(model, rows(1), np.zeros(1), max_steps=4, device="cpu")
+    strict = run_steps(model, rows(1), np.zeros(1), max_steps=4, halt_threshold=0.9, device="cpu")
+    assert (default.steps.tolist(), strict.steps.tolist()) == ([1], [3])  # sigmoid(3) = 0.95 > 0.9
 
 
 def test_depth_beyond_training_runs_more_steps():
@@ -187,6 +195,9 @@ def test_trm_solve_json_matches_the_python_api_with_the_same_stop_rule(tiny_sudo
     assert solved["answer_tokens"] == step.predictions[0].tolist()
     assert solved["q_halt"] == pytest.approx(float(step.q_halt[0]), abs=1e-5)
     assert solved["valid"] in (True, False) and solved["stopped_early"] == (step.step < 5)
+    evaluated = model.solve(inputs, halting="adaptive", max_steps=5)  # trm eval's continuous batching
+    assert int(evaluated.steps[0]) == solved["steps"]
+    assert np.asarray(evaluated.predictions)[0].tolist() == solved["answer_tokens"]
     fixed = json.loads(solve_cli(str(tiny_sudoku_run), "3..4.4.....1..3.", "--json", "--max-steps", "5",
                                  "--halting", "fixed").stdout)["puzzles"][0]
     assert fixed["steps"] == 5 and len(fixed["q_halt_per_step"]) == 5

@@ -91,12 +91,15 @@ def print_solved(solved: Any, loaded: Any, halting: str, heading: bool) -> None:
 @click.command("solve")
 @click.argument("target", type=click.Path())
 @click.argument("puzzle")
+@click.option("--halting", type=click.Choice(["adaptive", "fixed"]), default=None,
+              help="adaptive: a puzzle stops when the halting rule says so (at --max-steps at the latest); fixed: "
+                   "always --max-steps. Default: the recipe's eval.halting, as trm eval.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None,
-              help="Supervision steps at most (default: as trm eval, the recipe's eval.max_steps or the trained "
-                   "maximum); may exceed training's.")
-@click.option("--halting", type=click.Choice(["adaptive", "fixed"]), default="adaptive", show_default=True,
-              help="adaptive: a puzzle stops when the halting head says halt (or at --max-steps); fixed: always "
-                   "--max-steps.")
+              help="The depth cap (adaptive) or the depth (fixed); may exceed training's (test-time depth). "
+                   "Default: eval.max_steps, else the halting strategy's max_steps.")
+@click.option("--halt-threshold", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
+              help="Adaptive only: stop when the halting confidence sigmoid(logit) exceeds this (default: the "
+                   "recipe's eval.halt_threshold, else the strategy's rule).")
 @click.option("--trajectory", type=click.Path(dir_okay=False), default=None,
               help="Draw the answer after every step to this .png or .gif (several puzzles: name-1.png, ...).")
 @click.option("--json", "as_json_flag", is_flag=True, help="Print a machine-readable result instead of text.")
@@ -105,7 +108,8 @@ def print_solved(solved: Any, loaded: Any, halting: str, heading: bool) -> None:
 @click.option("--raw", is_flag=True, help="Use the live weights instead of the EMA weights.")
 @click.option("--device", default=None, help="Torch device (default: cpu).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def solve(target: str, puzzle: str, max_steps: int | None, halting: str, trajectory: str | None,
+def solve(target: str, puzzle: str, halting: str | None, max_steps: int | None, halt_threshold: float | None,
+          trajectory: str | None,
           as_json_flag: bool, batch_size: int, raw: bool, device: str | None, no_progress: bool) -> None:
     """Solve PUZZLE with the model of TARGET (a run directory, a checkpoints/step_N folder or a converted
     reference run) and print the puzzle, the answer, the steps used, the halting confidence and, where the task
@@ -127,6 +131,9 @@ def solve(target: str, puzzle: str, max_steps: int | None, halting: str, traject
     picture = check_picture_path(Path(trajectory)) if trajectory else None
     loaded = load_for_solving(Path(target), device=device, use_ema=not raw)
     steps = default_max_steps(loaded, max_steps)
+    halting = halting or getattr(loaded.recipe.eval, "halting", "adaptive")
+    if halt_threshold is None:
+        halt_threshold = getattr(loaded.recipe.eval, "halt_threshold", None)
     puzzles = read_puzzles(loaded, puzzle)
     rows = sum(len(p.inputs) for p in puzzles)
     show = not no_progress and (len(puzzles) > 1 or rows > batch_size)
@@ -135,7 +142,7 @@ def solve(target: str, puzzle: str, max_steps: int | None, halting: str, traject
         return tqdm(batches, total=total, desc="solve", disable=not show, leave=False, dynamic_ncols=True)
 
     results = solve_puzzles(loaded.model, puzzles, loaded.task, loaded.context, max_steps=steps, halting=halting,
-                            batch_size=batch_size, progress=progress)
+                            halt_threshold=halt_threshold, batch_size=batch_size, progress=progress)
     drawn: list[Path | None] = []
     for index, solved in enumerate(results):
         if picture is None:

@@ -67,10 +67,13 @@ def identifier_mapping(mode: str, num_identifiers: int, train_identifiers: np.nd
     return mapping
 
 
+NO_DROP = ("eval/examples", "eval/puzzles_per_s")  # a count and a speed: their difference is no score's drop
+
+
 def metric_drop(normal: dict[str, float], changed: dict[str, float]) -> dict[str, float]:
-    """normal - changed for every metric both have (counts such as eval/examples left out)."""
+    """normal - changed for every metric both have (the example count and the speed left out)."""
     return {key: normal[key] - changed[key] for key in normal
-            if key in changed and key != "eval/examples" and isinstance(normal[key], float)}
+            if key in changed and key not in NO_DROP and isinstance(normal[key], float)}
 
 
 def format_comparison(normal: dict[str, float], changed: dict[str, float], label: str) -> str:

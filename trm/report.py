@@ -88,10 +88,12 @@ def _depth_curve(reports: list[dict[str, Any]], target: Path) -> Path | None:
 
     by_checkpoint: dict[tuple, dict[int, dict]] = {}
     for report in reports:
-        if report.get("max_steps") is None:
+        # step_cap is the depth asked for (older reports called it max_steps); adaptive runs stop earlier
+        depth = report.get("step_cap", report.get("max_steps"))
+        if depth is None or report.get("halting", "fixed") != "fixed":
             continue
         key = (report.get("step"), report.get("split"), report.get("limit"))
-        by_checkpoint.setdefault(key, {})[int(report["max_steps"])] = report["metrics"]
+        by_checkpoint.setdefault(key, {})[int(depth)] = report["metrics"]
     curves = {key: depths for key, depths in by_checkpoint.items() if len(depths) >= 2}
     if not curves:
         return None
@@ -137,6 +139,7 @@ def _draw_trajectories(run_dir: Path, count: int, directory: Path) -> tuple[list
         return [], f"no trajectories: {exc}"
     info = loaded.context.store_info
     split = getattr(loaded.recipe.eval, "split", "test")
+    halting = getattr(loaded.recipe.eval, "halting", "fixed")
     if info is None or split not in info.splits:
         return [], (f"no trajectories: the run's store {loaded.recipe.data.store} (split '{split}') is not here; "
                     "draw them where it is with trm eval --trajectories N")
@@ -145,9 +148,10 @@ def _draw_trajectories(run_dir: Path, count: int, directory: Path) -> tuple[list
     store = open_store(Path(loaded.recipe.data.store))
     steps = loaded.recipe.eval.max_steps or loaded.model.halting.max_steps
     pictures = eval_trajectories(loaded.model, store.split(split), loaded.task, loaded.context, count, directory,
-                                 max_steps=int(steps), halting="fixed", seed=loaded.recipe.train.seed,
-                                 ignore_label_id=info.ignore_label_id, candidates=64)
-    return pictures, f"drawn for this report from {loaded.checkpoint.name} ({steps} steps)"
+                                 max_steps=int(steps), halting=halting,
+                                 halt_threshold=getattr(loaded.recipe.eval, "halt_threshold", None),
+                                 seed=loaded.recipe.train.seed, ignore_label_id=info.ignore_label_id, candidates=64)
+    return pictures, f"drawn for this report from {loaded.checkpoint.name} ({halting} halting, at most {steps} steps)"
 
 
 def build_report(run_dir: Path, out: Path | None = None, *, trajectories: int = 2) -> Path:
@@ -191,8 +195,10 @@ def build_report(run_dir: Path, out: Path | None = None, *, trajectories: int = 
                        for r in evals[-6:]}
             parts.append('<p class="note">during training (the last six evaluations)</p>' + _metric_table(columns))
         for report in reports:
+            depth = report.get("step_cap", report.get("max_steps"))
             title = (f"{report['_file']}: step {report.get('step')}, split {report.get('split')}, "
-                     f"max_steps {report.get('max_steps')}, {report.get('weights', '')} weights")
+                     f"{report.get('halting', 'fixed')} halting, max_steps {depth}, {report.get('weights', '')} "
+                     "weights")
             columns = {"result": report["metrics"]}
             replaced = report.get("puzzle_ids")
             if isinstance(replaced, dict):
@@ -206,10 +212,15 @@ def build_report(run_dir: Path, out: Path | None = None, *, trajectories: int = 
         depth = _depth_curve(reports, scratch_dir / "depth.png")
         pictures = sorted(p for p in run_dir.rglob("*depth*.png") if "checkpoints" not in p.parts)
         if depth is not None:
-            parts.append(_image(depth, "accuracy against supervision steps", "depth"))
-        for picture in pictures:
+            parts.append('<p class="note">from trm eval reports of one checkpoint at several fixed --max-steps</p>'
+                         + _image(depth, "accuracy against supervision steps", "depth"))
+        for picture in pictures:  # trm eval --depth-curve writes depth_curve.png beside depth_curve.json
             parts.append(f'<p class="note">{html.escape(str(picture.relative_to(run_dir)))}</p>'
                          + _image(picture, picture.name))
+            table = picture.with_suffix(".json")
+            rows = json.loads(table.read_text()).get("rows") if table.is_file() else None
+            if isinstance(rows, list) and rows and isinstance(rows[0], dict):
+                parts.append(_table(rows, list(rows[0])))
         if depth is None and not pictures:
             parts.append('<p class="note">no depth curve: evaluate one checkpoint at several depths '
                          '(trm eval RUN_DIR --max-steps N for a few N) to draw one</p>')

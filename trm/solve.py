@@ -1,10 +1,11 @@
-"""Solving puzzles one supervision step at a time: the stop rule, per-step trajectories, ``trm solve``'s engine.
+"""Solving puzzles one supervision step at a time: per-step trajectories, ``trm solve``'s engine.
 
-Each batch starts from a fresh carry and runs supervision steps in eval mode, as ``trm eval`` does. A row stops at
-step ``s`` when ``s >= max_steps`` or, with adaptive halting, when the halting strategy says halt (``act_q``:
-q_halt > 0; ``act_q_continue``: q_halt > q_continue; ``fixed``: never early). Its answer is its prediction at that
-step. Unlike :func:`trm.evaluate.evaluate` every step's prediction and halting logits are kept, which is what the
-trajectory pictures draw.
+Each batch starts from a fresh carry and runs supervision steps in eval mode with ``trm eval``'s stop rule
+(:class:`trm.evaluate.StopRule`): a row stops at step ``s`` when ``s >= max_steps`` or, with adaptive halting, when
+the halting strategy says halt (``act_q``: q_halt > 0; ``act_q_continue``: q_halt > q_continue; ``fixed``: never
+early; or a confidence threshold). Its answer is its prediction at that step, the same as :func:`trm.evaluate.evaluate`
+gives (tests/test_solve.py checks it). Unlike that continuous-batching loop, every step's prediction and halting
+logits are kept, which is what the trajectory pictures draw.
 """
 
 from __future__ import annotations
@@ -19,19 +20,6 @@ import torch
 
 from trm.errors import UserError
 from trm.types import Puzzle, Solution, SolveContext
-
-HALTING_MODES = ("adaptive", "fixed")
-
-
-def halt_rule(strategy: Any, halting: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
-    """The strategy's early-stop test for ``halting='adaptive'`` (None: stop only at ``max_steps``)."""
-    if halting not in HALTING_MODES:
-        raise UserError(f"--halting: expected one of {', '.join(HALTING_MODES)}, got {halting!r}")
-    if halting == "fixed":
-        return None
-    # wants_halt is the public name of the rule; older strategy objects kept it private. A strategy with neither
-    # (``fixed``) never stops a row early.
-    return getattr(strategy, "wants_halt", None) or getattr(strategy, "_wants_halt", None)
 
 
 @attrs.frozen
@@ -54,8 +42,10 @@ class StepResults:
 
 @torch.no_grad()
 def run_steps(model: Any, inputs: Any, identifiers: Any, *, max_steps: int, halting: str = "adaptive",
-              device: torch.device | str | None = None) -> StepResults:
+              halt_threshold: float | None = None, device: torch.device | str | None = None) -> StepResults:
     """Run ``inputs`` [B, L] (with ``identifiers`` [B]) until every row has stopped; see the module docstring."""
+    from trm.evaluate import stop_rule_for
+
     if max_steps < 1:
         raise UserError(f"--max-steps: must be >= 1 (got {max_steps})")
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -63,7 +53,7 @@ def run_steps(model: Any, inputs: Any, identifiers: Any, *, max_steps: int, halt
     ids = torch.as_tensor(np.asarray(identifiers), dtype=torch.int32, device=device).reshape(-1)
     batch = {"inputs": tokens, "labels": torch.full(tokens.shape, -100, dtype=torch.int64, device=device),
              "puzzle_identifiers": ids}
-    rule = halt_rule(model.halting, halting)
+    rule = stop_rule_for(model.halting, halting, max_steps, halt_threshold)
     was_training = model.training
     model.eval()
     try:
@@ -77,9 +67,7 @@ def run_steps(model: Any, inputs: Any, identifiers: Any, *, max_steps: int, halt
             preds.append(out["logits"].argmax(-1).to(torch.int16).cpu())
             q_halts.append(q_halt.cpu())
             q_continues.append(q_continue.cpu())
-            stop = torch.full_like(done, step >= max_steps)
-            if rule is not None:
-                stop = stop | rule(q_halt, q_continue).to(torch.bool)
+            stop = rule.stop(model.halting, out["steps"], q_halt, q_continue).to(torch.bool)
             steps = torch.where(stop & ~done, torch.full_like(steps, step), steps)
             done = done | stop
             if bool(done.all()):
@@ -120,7 +108,7 @@ def first_row(puzzle: Puzzle, preds: np.ndarray, q_halt: np.ndarray, context: So
 
 
 def solve_puzzles(model: Any, puzzles: Sequence[Puzzle], task: Any, context: SolveContext, *, max_steps: int,
-                  halting: str = "adaptive", batch_size: int = 256,
+                  halting: str = "adaptive", halt_threshold: float | None = None, batch_size: int = 256,
                   progress: Callable[[Iterable, int], Iterable] | None = None) -> list[Solved]:
     """Solve ``puzzles`` in batches of ``batch_size`` rows (a puzzle's versions may span batches)."""
     if batch_size < 1:
@@ -142,7 +130,8 @@ def solve_puzzles(model: Any, puzzles: Sequence[Puzzle], task: Any, context: Sol
     batches = range(0, len(inputs), batch_size)
     for low in (progress(batches, len(batches)) if progress else batches):
         high = min(low + batch_size, len(inputs))
-        result = run_steps(model, inputs[low:high], identifiers[low:high], max_steps=max_steps, halting=halting)
+        result = run_steps(model, inputs[low:high], identifiers[low:high], max_steps=max_steps, halting=halting,
+                           halt_threshold=halt_threshold)
         answers[low:high] = result.answers()
         q_final[low:high] = result.answer_q_halt()
         used[low:high] = result.steps
@@ -208,6 +197,13 @@ def load_for_solving(target: Path, *, device: str | None = None, use_ema: bool =
     return Loaded(trained.model, recipe, task, context, checkpoint)
 
 
+def store_context(recipe: Any, info: Any) -> SolveContext:
+    """The solving context of a run whose store is open (``trm eval --trajectories``, ``trm report``)."""
+    return SolveContext(seq_len=info.seq_len, vocab_size=info.vocab_size,
+                        identifier_names=info.identifier_names if info.num_puzzle_identifiers > 1 else None,
+                        task_options=recipe.task.options, store_info=info)
+
+
 def default_max_steps(loaded: Loaded, max_steps: int | None) -> int:
     """``--max-steps`` or, as ``trm eval``, the recipe's ``eval.max_steps`` or else the trained maximum."""
     if max_steps is not None:
@@ -230,7 +226,8 @@ def read_puzzles(loaded: Loaded, text: str) -> list[Puzzle]:
 
 
 def eval_trajectories(model: Any, split: Any, task: Any, context: SolveContext, count: int, directory: Path, *,
-                      max_steps: int, halting: str = "fixed", seed: int = 0, ignore_label_id: int | None = 0,
+                      max_steps: int, halting: str = "fixed", halt_threshold: float | None = None, seed: int = 0,
+                      ignore_label_id: int | None = 0,
                       candidates: int = 256, batch_size: int = 64, suffix: str = ".png") -> list[Path]:
     """Trajectory pictures of ``count`` test examples of ``split``, half of them answered right and half wrong
     where the split has both: up to ``candidates`` seeded random examples are solved, then picked from."""
@@ -248,7 +245,7 @@ def eval_trajectories(model: Any, split: Any, task: Any, context: SolveContext, 
     runs = []
     for low in range(0, len(rows), batch_size):
         result = run_steps(model, inputs[low:low + batch_size], identifiers[low:low + batch_size],
-                           max_steps=max_steps, halting=halting)
+                           max_steps=max_steps, halting=halting, halt_threshold=halt_threshold)
         runs.append(result)
     answers = np.concatenate([r.answers() for r in runs])
     scored = labels != ignore_label_id if ignore_label_id is not None else np.ones_like(labels, dtype=bool)
