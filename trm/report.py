@@ -174,7 +174,7 @@ def build_report(run_dir: Path, out: Path | None = None, *, trajectories: int = 
     parts = [f"<h1>trm run report: {html.escape(run_dir.resolve().name)}</h1>"]
     checkpoints = sorted((run_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[-1])) \
         if (run_dir / "checkpoints").is_dir() else []
-    meta = [("run directory", str(run_dir.resolve())),
+    meta = [("run directory", str(run_dir)),
             ("optimizer steps logged", train[-1]["step"] if train else "none"),
             ("latest checkpoint", checkpoints[-1].name if checkpoints else "none"),
             ("evaluations", f"{len(evals)} during training, {len(reports)} by trm eval")]
