@@ -154,3 +154,16 @@ def test_trm_data_check_leakage_on_a_built_store(tiny_sudoku_run):
     assert missing.returncode == 2 and "dataset store not found" in missing.stderr
 
 
+
+
+def test_arc_canonical_form_finds_a_translated_rotated_recoloured_input():
+    from trm_arc.canvas import grid_to_canvas
+    from trm_arc.solving import canonical_input
+    from trm_arc.transforms import augment_grid
+
+    grid = np.array([[1, 2, 0], [3, 3, 0]], dtype=np.uint8)
+    colours = np.array([0, 5, 6, 7, 1, 2, 3, 4, 8, 9], dtype=np.uint8)  # black fixed
+    version = grid_to_canvas(augment_grid(grid, 3, colours), 4, 7)  # as a training version: moved on the canvas
+    assert canonical_input(grid_to_canvas(grid)) == canonical_input(version)
+    assert canonical_input(grid_to_canvas(np.array([[1, 2, 0], [3, 1, 0]], dtype=np.uint8))) != \
+        canonical_input(version)

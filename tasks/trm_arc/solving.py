@@ -21,7 +21,7 @@ from trm.errors import UserError
 from trm.types import Puzzle, Solution, SolveContext
 from trm_arc.canvas import CANVAS, COLOUR_OFFSET, PAD, crop_canvas, grid_to_canvas
 from trm_arc.kaggle import to_grid
-from trm_arc.transforms import augment_grid, deaugment_grid, dihedral, parse_name
+from trm_arc.transforms import augment_grid, deaugment_grid, parse_name
 from trm_arc.vote import VoteTable, grid_key, top_attempts
 
 # The usual ARC palette (colours 0..9); PAD light grey, EOS white.
@@ -191,15 +191,7 @@ def canonical_input(tokens: Any) -> bytes:
         return b""
     rows, cols = np.nonzero(colour.any(axis=1))[0], np.nonzero(colour.any(axis=0))[0]
     grid = (canvas[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].astype(np.int64) - COLOUR_OFFSET).clip(0, 9)
-    best = None
-    for tid in range(8):
-        cells = np.ascontiguousarray(dihedral(grid, tid))
-        flat = cells.ravel()
-        _, first = np.unique(flat, return_index=True)
-        order = [c for c in flat[np.sort(first)] if c != 0]
-        relabel = np.zeros(10, dtype=np.uint8)
-        relabel[order] = np.arange(1, len(order) + 1, dtype=np.uint8)
-        form = bytes(cells.shape) + relabel[flat].tobytes()
-        best = form if best is None or form < best else best
-    return best
+    from trm.symmetry import canonical_form
+
+    return canonical_form(grid, values=True, fixed=(0,))
 

@@ -18,7 +18,6 @@ import numpy as np
 
 from trm.errors import UserError
 from trm.types import Puzzle, SolveContext
-from trm_maze.dihedral import NUM_TRANSFORMS, transform_flat
 from trm_maze.grid import GOAL, OPEN, PATH, START, WALL, check_path, encode, endpoints, shortest_distance
 
 # wall, open, start, goal, path, and PAD (never in a maze)
@@ -137,7 +136,9 @@ def draw(axes: Any, tokens: Any, inputs: Any, changed: Any, context: SolveContex
 
 
 def canonical_input(tokens: Any) -> bytes:
-    """The smallest of a maze's 8 dihedral versions (the builder's augmentation), as bytes."""
+    """Equal for a maze and its 8 dihedral versions (the builder's augmentation)."""
+    from trm.symmetry import canonical_form
+
     flat = np.asarray(tokens, dtype=np.uint8).ravel()
     side = math.isqrt(len(flat))
-    return min(transform_flat(flat, tid, side).tobytes() for tid in range(NUM_TRANSFORMS))
+    return canonical_form(flat.reshape(side, side))
