@@ -94,11 +94,12 @@ def test_data_info_shows_the_tasks_extras(tmp_path):
 def test_the_curves_hint_is_right_with_and_without_matplotlib(monkeypatch):
     from trm.train import _plot_hint
 
+    matplotlib = pytest.importorskip("matplotlib")
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as when it is not installed
     hint = _plot_hint(True)
     assert "pip install matplotlib" in hint and "-e" not in hint and ".[plot]" not in hint
-    monkeypatch.delitem(sys.modules, "matplotlib")
-    pytest.importorskip("matplotlib")
+    # The same module object back: a re-imported matplotlib would lack the submodules later tests draw with.
+    monkeypatch.setitem(sys.modules, "matplotlib", matplotlib)
     assert _plot_hint(False) == "it is drawn at each evaluation, and none ran"
 
 
