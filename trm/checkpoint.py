@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from trm.errors import UserError
@@ -70,8 +71,7 @@ def save_tree(directory: Path, stem: str, value: Any) -> None:
 
 
 def load_tree(directory: Path, stem: str) -> Any:
-    tensors = load_file(str(directory / f"{stem}.safetensors"))
-    return unflatten(json.loads((directory / f"{stem}.json").read_text()), tensors)
+    return _read_tree(Path(directory), stem)
 
 
 def _state_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -97,31 +97,56 @@ def write_checkpoint(
     for leftover in root.glob(".*.partial-*"):  # a writer killed mid-checkpoint (one writer per run directory)
         shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
     staging = root / f".step_{step}.partial-{os.getpid()}"
-    staging.mkdir()
-    save_file(_state_tensors(model_state), str(staging / "model.safetensors"))
-    if ema_state is not None:
-        save_file(_state_tensors(ema_state), str(staging / "ema.safetensors"))
-    save_tree(staging, "optim", optim_state)
-    save_tree(staging, "state", state)
-    if identifiers is not None:
-        with gzip.open(staging / "identifiers.json.gz", "wt") as handle:
-            json.dump(identifiers, handle)
-    (staging / "COMPLETE").write_text(str(step))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
     pointer = root / f".latest.partial-{os.getpid()}"
-    pointer.write_text(final.name)
-    os.replace(pointer, root / "latest")
+    try:
+        staging.mkdir()
+        save_file(_state_tensors(model_state), str(staging / "model.safetensors"))
+        if ema_state is not None:
+            save_file(_state_tensors(ema_state), str(staging / "ema.safetensors"))
+        save_tree(staging, "optim", optim_state)
+        save_tree(staging, "state", state)
+        if identifiers is not None:
+            with gzip.open(staging / "identifiers.json.gz", "wt") as handle:
+                json.dump(identifiers, handle)
+        (staging / "COMPLETE").write_text(str(step))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+        pointer.write_text(final.name)
+        os.replace(pointer, root / "latest")
+    except (OSError, RuntimeError, SafetensorError) as exc:  # disk full, quota, permissions
+        shutil.rmtree(staging, ignore_errors=True)
+        pointer.unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        try:
+            kept = f"the last complete checkpoint, {find_checkpoint(run_dir).name}, is kept"
+        except UserError:
+            kept = "no earlier checkpoint exists"
+        raise UserError(f"{final}: cannot write the checkpoint ({reason}); the partial files are removed and "
+                        f"{kept}") from None
     if keep:
-        _prune(root, keep)
+        prune_checkpoints(root, keep)
     return final
 
 
-def _prune(root: Path, keep: int) -> None:
-    steps = sorted((int(p.name.split("_")[1]), p) for p in root.glob("step_*") if p.name.split("_")[1].isdigit())
-    for _, path in steps[:-keep]:
+def checkpoint_steps(root: Path) -> list[tuple[int, Path]]:
+    """(step, directory) of the complete checkpoints under ``RUN/checkpoints``, oldest first."""
+    if not Path(root).is_dir():
+        return []
+    return sorted((int(p.name.split("_")[1]), p) for p in Path(root).glob("step_*")
+                  if p.name.split("_")[1].isdigit() and (p / "COMPLETE").exists())
+
+
+def prune_checkpoints(root: Path, keep: int, protect: frozenset[int] | set[int] = frozenset()) -> list[Path]:
+    """Remove complete checkpoints but the latest ``keep`` and those of the ``protect`` steps; returns the removed."""
+    steps = checkpoint_steps(root)
+    removed = []
+    for step, path in steps[:-keep]:
+        if step in protect:
+            continue
         shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def find_checkpoint(path: Path) -> Path:
@@ -131,13 +156,14 @@ def find_checkpoint(path: Path) -> Path:
         return path
     root = path / "checkpoints"
     if (root / "latest").exists():
-        candidate = root / (root / "latest").read_text().strip()
-        if (candidate / "COMPLETE").exists():
+        try:
+            name = (root / "latest").read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            name = ""  # a damaged pointer: the newest complete checkpoint is the same thing
+        candidate = root / name
+        if name and name.startswith("step_") and (candidate / "COMPLETE").exists():
             return candidate
-    steps = sorted(
-        (int(p.name.split("_")[1]), p) for p in root.glob("step_*")
-        if p.name.split("_")[1].isdigit() and (p / "COMPLETE").exists()
-    ) if root.is_dir() else []
+    steps = checkpoint_steps(root)
     if steps:
         return steps[-1][1]
     if not path.exists():
@@ -150,18 +176,42 @@ def read_checkpoint(directory: Path, *, map_location: str | torch.device = "cpu"
     directory = Path(directory)
     target = torch.device(map_location)
     device = "cpu" if target.type == "cpu" else str(target)  # safetensors rejects "cpu:0" (multi-process CPU runs)
-    try:
-        parts: dict[str, Any] = {"path": directory, "model": load_file(str(directory / "model.safetensors"), device=device)}
-        ema = directory / "ema.safetensors"
-        parts["ema"] = load_file(str(ema), device=device) if ema.exists() else None
-        parts["optim"] = load_tree(directory, "optim")
-        parts["state"] = load_tree(directory, "state")
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-        raise UserError(f"{directory}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+    parts: dict[str, Any] = {"path": directory}
+    parts["model"] = _read_part(directory / "model.safetensors", lambda p: load_file(str(p), device=device))
+    ema = directory / "ema.safetensors"
+    parts["ema"] = _read_part(ema, lambda p: load_file(str(p), device=device)) if ema.exists() else None
+    parts["optim"] = _read_tree(directory, "optim")
+    parts["state"] = _read_tree(directory, "state")
     names = directory / "identifiers.json.gz"
-    if names.exists():
-        with gzip.open(names, "rt") as handle:
-            parts["identifiers"] = json.load(handle)
-    else:
-        parts["identifiers"] = None
+    parts["identifiers"] = _read_part(names, _read_gzip_json) if names.exists() else None
     return parts
+
+
+def _read_gzip_json(path: Path) -> Any:
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _read_tree(directory: Path, stem: str) -> Any:
+    tensors = _read_part(directory / f"{stem}.safetensors", lambda p: load_file(str(p)))
+    structure = _read_part(directory / f"{stem}.json", lambda p: json.loads(p.read_text(encoding="utf-8")))
+    try:
+        return unflatten(structure, tensors)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"{directory / (stem + '.json')}: damaged checkpoint file (does not match "
+                        f"{stem}.safetensors: {type(exc).__name__} {exc})") from None
+
+
+def _read_part(path: Path, read: Any) -> Any:
+    """``read(path)``, with any failure turned into one line naming the file and what is wrong with it."""
+    if not path.exists():
+        raise UserError(f"{path}: checkpoint file missing (the checkpoint is damaged; resume or evaluate "
+                        "another one under checkpoints/)")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: damaged checkpoint file (empty)")
+    try:
+        return read(path)
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, BadGzipFile, EOFError, UnicodeDecodeError, JSON, ...
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        kind = "truncated" if isinstance(exc, EOFError) else type(exc).__name__
+        raise UserError(f"{path}: damaged checkpoint file ({kind}{': ' + detail if detail else ''})") from None

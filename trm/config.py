@@ -118,7 +118,11 @@ class DataConfig:
     store: str = attrs.field(metadata=_help(
         "the zarr dataset store: a path, relative ones under the data root (TRM_DATA_ROOT, default ./data)"))
     build_if_missing: bool = attrs.field(
-        default=False, metadata=_help("build the store from the task options when it does not exist yet")
+        default=False, metadata=_help("build the store from the task options when it does not exist yet (new runs only)")
+    )
+    match_task_options: bool = attrs.field(
+        default=True, metadata=_help("refuse a store built with other task options than task.options; false: "
+                                     "train on it anyway (the differences are recorded in the run's history.jsonl)")
     )
 
 
@@ -208,6 +212,11 @@ class TrainConfig:
     checkpoint_every: int | None = attrs.field(
         default=None, validator=_maybe(_at_least_one),
         metadata=_help("optimizer steps between checkpoints; default: at every evaluation"),
+    )
+    keep_checkpoints: int | None = attrs.field(
+        default=3, validator=_maybe(_at_least_one),
+        metadata=_help("checkpoints kept: the latest N, plus the best by the first evaluator's first metric; "
+                       "null keeps all"),
     )
 
 

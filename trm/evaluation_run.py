@@ -15,6 +15,7 @@ from trm.build import build_model, forward_dtype, open_recipe_store
 from trm.checkpoint import find_checkpoint, read_checkpoint
 from trm.config import load_recipe
 from trm.errors import UserError
+from trm.eval_guard import evaluation_guard, guard_evaluators, part
 from trm.evaluate import build_evaluators, evaluate
 from trm.plugins import get_host, registry
 from trm.types import TaskDims
@@ -81,13 +82,20 @@ class LoadedEvaluation:
                  show_progress: bool, model: Any = None) -> tuple[dict[str, float], list[tuple[str, Any]]]:
         """One pass; ``model`` stands in for the loaded one (``--puzzle-ids`` passes it seen through other ids)."""
         recipe, info = self.recipe, self.store.info
-        evaluators = build_evaluators(recipe, self.store, artefacts)
-        batch = recipe.eval.batch_size if recipe.eval.batch_size is not None else recipe.train.global_batch_size
-        metrics = evaluate(model if model is not None else self.model, self.store.split(recipe.eval.split), evaluators, accelerator=self.accelerator,
-                           global_batch_size=batch, max_steps=max_steps, halting=halting,
-                           halt_threshold=halt_threshold, limit=recipe.eval.limit, seed=recipe.train.seed,
-                           ignore_label_id=info.ignore_label_id, pad_id=info.pad_id, show_progress=show_progress)
+        with self.guard():
+            with part("building the evaluators"):
+                evaluators = guard_evaluators(build_evaluators(recipe, self.store, artefacts))
+            batch = recipe.eval.batch_size if recipe.eval.batch_size is not None else recipe.train.global_batch_size
+            metrics = evaluate(model if model is not None else self.model, self.store.split(recipe.eval.split),
+                               evaluators, accelerator=self.accelerator, global_batch_size=batch,
+                               max_steps=max_steps, halting=halting, halt_threshold=halt_threshold,
+                               limit=recipe.eval.limit, seed=recipe.train.seed, ignore_label_id=info.ignore_label_id,
+                               pad_id=info.pad_id, show_progress=show_progress)
         return metrics, evaluators
+
+    def guard(self, after: str = "the run directory is unchanged") -> Any:
+        """Failures inside as one line (trm/eval_guard.py)."""
+        return evaluation_guard(f"evaluation of {self.checkpoint}", after)
 
 
 def load_evaluation(target: Path, overrides: tuple[str, ...], *, split: str | None, limit: int | None,
@@ -123,6 +131,10 @@ def load_evaluation(target: Path, overrides: tuple[str, ...], *, split: str | No
         )
     if not store.has_split(recipe.eval.split):
         raise UserError(f"{recipe.data.store}: has no '{recipe.eval.split}' split")
+    if use_ema and parts["ema"] is None and accelerator.is_main_process:
+        why = ("the run trained without EMA (train.ema: null)" if recipe.train.ema is None
+               else "it is missing (the run's recipe has train.ema, so the checkpoint is incomplete)")
+        print(f"note: {checkpoint / 'ema.safetensors'}: {why}; evaluating the live weights", flush=True)
     return LoadedEvaluation(checkpoint, run_dir, recipe, store, model, parts, accelerator, use_ema)
 
 
@@ -173,10 +185,11 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str 
     if not loaded.accelerator.is_main_process:
         return None
     written: list[Path] = []
-    for _, evaluator in evaluators:
-        written += [Path(path) for path in evaluator.write(artefacts) or []]
-    for _, evaluator in other or []:
-        written += [Path(path) for path in evaluator.write(artefacts / f"puzzle-ids-{puzzle_ids}") or []]
+    with loaded.guard():
+        for _, evaluator in evaluators:
+            written += [Path(path) for path in evaluator.write(artefacts) or []]
+        for _, evaluator in other or []:
+            written += [Path(path) for path in evaluator.write(artefacts / f"puzzle-ids-{puzzle_ids}") or []]
     cap = max_steps if max_steps is not None else loaded.model.halting.max_steps
     if trajectories:
         from trm.solve import eval_trajectories, store_context
@@ -197,7 +210,8 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str 
         report["puzzle_ids"] = replaced
     out = out or loaded.run_dir / f"eval-step_{loaded.step}-{recipe.eval.split}-{stamp}.json"
     _write_json(out, report)
-    get_host().pm.hook.trm_after_eval(recipe=recipe, run_dir=loaded.run_dir, step=loaded.step, metrics=metrics)
+    with loaded.guard(f"the results are written to {out}"), part("hook trm_after_eval"):
+        get_host().pm.hook.trm_after_eval(recipe=recipe, run_dir=loaded.run_dir, step=loaded.step, metrics=metrics)
     return metrics, out, written
 
 

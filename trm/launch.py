@@ -1,12 +1,15 @@
 """``trm run``: starting a run in a new run directory, or resuming one, around :class:`trm.train.Trainer`.
 
 The checks that can fail on a user's mistake come first (no such directory, no checkpoint yet, a store that is not
-there), so that a failed start leaves nothing behind; Ctrl-C is reported with the way to continue.
+there, a resume override that would change the model), so that a failed start leaves nothing behind; Ctrl-C is
+reported with the way to continue. The main process holds the run directory's lock (trm/run_lock.py) for the whole
+run, and records each start and resume in ``history.jsonl`` (trm/run_history.py).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +18,9 @@ from typing import Any
 from trm.checkpoint import find_checkpoint
 from trm.config import dump_recipe, load_recipe
 from trm.errors import UserError
+from trm.eval_guard import EvaluationFailed
+from trm.run_history import append_history, check_resume_overrides
+from trm.run_lock import RunLock, is_main_process
 from trm.train import Trainer, cpu_processes
 
 
@@ -27,17 +33,7 @@ def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume:
                  run_dir: str | None = None, show_progress: bool = True) -> dict[str, float]:
     """``trm run``: a new run from a recipe, or ``resume`` a run directory from its latest checkpoint."""
     if resume:
-        directory = Path(resume)
-        saved = directory / "recipe.yaml"
-        if not directory.is_dir():
-            raise UserError(f"{directory}: no such run directory")
-        if not saved.exists():
-            raise UserError(f"{directory}: not a run directory (no recipe.yaml)")
-        if not (directory / "checkpoints").is_dir():
-            raise UserError(f"{directory}: the run stopped before its first checkpoint, so there is nothing to resume; "
-                            f"start it again with `trm run {saved} --run-dir {directory}`")
-        recipe = load_recipe(saved, overrides)
-        return _run(Trainer(recipe, directory, resume=True, show_progress=show_progress))
+        return _resume(Path(resume), overrides, show_progress=show_progress)
     if recipe_path is None:
         raise UserError("trm run needs a RECIPE, or --resume RUN_DIR")
     from trm.recipe_catalog import resolve_recipe
@@ -52,12 +48,30 @@ def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume:
     # The store is opened (or built) and the model made before the run directory exists: a mistake found there
     # leaves no empty run directory behind.
     trainer = Trainer(recipe, directory, show_progress=show_progress)
-    if trainer.is_main and (directory / "metrics.jsonl").exists():  # a run that stopped before its first checkpoint
-        print(f"note: {directory} held a run that stopped before its first checkpoint; starting afresh", flush=True)
-        (directory / "metrics.jsonl").unlink()
-    directory.mkdir(parents=True, exist_ok=True)
-    _write_atomic(directory / "recipe.yaml", dump_recipe(recipe))
-    return _run(trainer)
+    created = not directory.exists()
+    lock = RunLock(directory)
+    if trainer.is_main:
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire()
+        except UserError:
+            _remove_if_created(directory, created)
+            raise
+    try:
+        if trainer.is_main:
+            if (directory / "checkpoints").exists():  # another start got here first (seen under the lock)
+                raise UserError(f"{directory}: already holds a run; continue it with `trm run --resume {directory}`")
+            if (directory / "metrics.jsonl").exists():  # a run that stopped before its first checkpoint
+                print(f"note: {directory} held a run that stopped before its first checkpoint; starting afresh",
+                      flush=True)
+                (directory / "metrics.jsonl").unlink()
+            _write_atomic(directory / "recipe.yaml", dump_recipe(recipe))
+            extra = {"store_task_options_differ": trainer.store_option_differences} \
+                if trainer.store_option_differences else {}
+            append_history(directory, "start", step=0, overrides=overrides, **extra)
+        return _run(trainer, created=created)
+    finally:
+        lock.release()
 
 
 def check_run_dir(directory: Path) -> None:
@@ -74,13 +88,52 @@ def check_run_dir(directory: Path) -> None:
                         "choose a new --run-dir")
 
 
-def _run(trainer: Trainer) -> dict[str, float]:
+def _resume(directory: Path, overrides: tuple[str, ...], *, show_progress: bool) -> dict[str, float]:
+    saved = directory / "recipe.yaml"
+    if not directory.is_dir():
+        raise UserError(f"{directory}: no such run directory")
+    if not saved.exists():
+        raise UserError(f"{directory}: not a run directory (no recipe.yaml)")
+    if not (directory / "checkpoints").is_dir():
+        raise UserError(f"{directory}: the run stopped before its first checkpoint, so there is nothing to resume; "
+                        f"start it again with `trm run {saved} --run-dir {directory}`")
+    lock = RunLock(directory)
+    if is_main_process():
+        lock.acquire()
+    try:
+        recipe = load_recipe(saved, overrides)
+        if overrides:  # the model and the data are the checkpoint's: refused before anything is built
+            check_resume_overrides(directory, load_recipe(saved), recipe, overrides)
+        store = Path(recipe.data.store)
+        if not store.exists():
+            raise UserError(f"{store}: dataset store not found; a resumed run never builds its store "
+                            "(data.build_if_missing is for new runs: a store built now could differ from the one "
+                            "the run trained on), so put it back at that path")
+        trainer = Trainer(recipe, directory, resume=True, show_progress=show_progress)
+        if trainer.is_main:
+            if overrides:  # what training from now on uses, for `trm eval` and the next resume
+                _write_atomic(directory / "recipe.yaml", dump_recipe(recipe))
+            append_history(directory, "resume", step=trainer.step, overrides=overrides)
+        return _run(trainer)
+    finally:
+        lock.release()
+
+
+def _remove_if_created(directory: Path, created: bool) -> None:
+    """Remove a run directory this start created, when nothing was trained in it (a start that fails)."""
+    if created and not (directory / "checkpoints").exists():
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run(trainer: Trainer, *, created: bool = False) -> dict[str, float]:
     try:
         return trainer.run()
-    except Exception:
-        # A plugin (or a user error found late, in an evaluator say) ended the run: say what is kept. The CLI
-        # then prints the error itself in one line.
-        if trainer.is_main:
+    except Exception as exc:
+        if trainer.is_main and trainer.step == 0 and not trainer.resumed:  # failed before training: leave nothing
+            _remove_if_created(trainer.run_dir, created)
+        elif trainer.is_main and not isinstance(exc, EvaluationFailed):  # that one says what is kept itself
+            # A plugin (or a user error found late, in an evaluator say) ended the run: say what is kept. The CLI
+            # then prints the error itself in one line.
             try:
                 kept = f"its last checkpoint is {find_checkpoint(trainer.run_dir).name}; once the cause is fixed, " \
                        f"continue with `trm run --resume {trainer.run_dir}` or evaluate it with `trm eval {trainer.run_dir}`"

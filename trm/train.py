@@ -28,11 +28,12 @@ import torch
 
 from trm import __version__
 from trm.build import build_model, forward_dtype, open_recipe_store
-from trm.checkpoint import find_checkpoint, read_checkpoint, write_checkpoint
+from trm.checkpoint import find_checkpoint, prune_checkpoints, read_checkpoint, write_checkpoint
 from trm.config import dump_recipe
 from trm.errors import UserError
+from trm.eval_guard import evaluation_guard, guard_evaluators, part
 from trm.evaluate import build_evaluators, evaluate, format_table
-from trm.logs import MetricsLog, plot_curves
+from trm.logs import MetricsLog, plot_curves, read_metrics
 from trm.plugins import get_host
 from trm.progress import progress_bar
 from trm import process_state
@@ -54,8 +55,14 @@ class Trainer:
         self.is_main = acc.is_main_process
         self.plan = plan_batches(recipe.train.global_batch_size, acc.num_processes, recipe.train.per_device_batch_size)
 
+        # A resume never builds its store: a store rebuilt now could differ from the one the run trained on.
+        self.store_option_differences: dict[str, Any] = {}
         if self.is_main:
-            self.store = open_recipe_store(recipe, show_progress=show_progress)
+            self.store = open_recipe_store(recipe, build=not resume, show_progress=show_progress)
+            if not resume:  # a resume is held to the checkpoint's store fingerprint instead (_resume)
+                from trm.run_history import check_store_options
+
+                self.store_option_differences = check_store_options(recipe, self.store.info)
         acc.wait_for_everyone()
         if not self.is_main:
             self.store = open_recipe_store(recipe, build=False)
@@ -98,6 +105,8 @@ class Trainer:
         every = recipe.eval.every
         self.next_eval_epoch = float(every) if every else math.inf
         self.last_eval: dict[str, float] = {}
+        self.eval_step: int | None = None  # the step whose evaluation follows its checkpoint (state["eval_step"])
+        self.pending_eval = False  # resumed from a checkpoint whose evaluation did not complete
         self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.is_main)
         self.evaluators = None
         # Fault injection for the resume test (docs/training.md): SIGKILL this process right after that step.
@@ -214,10 +223,16 @@ class Trainer:
     def run(self) -> dict[str, float]:
         acc = self.accelerator
         if self.resumed and self.step >= self.total_steps:
+            if not self.pending_eval:
+                if self.is_main:
+                    print(f"{self.run_dir}: the run is complete ({self.step}/{self.total_steps} optimizer steps); "
+                          "raise train.epochs or train.max_steps to continue it, or evaluate it with `trm eval`",
+                          flush=True)
+                return {}
             if self.is_main:
-                print(f"{self.run_dir}: the run is complete ({self.step}/{self.total_steps} optimizer steps); raise "
-                      "train.epochs or train.max_steps to continue it, or evaluate it with `trm eval`", flush=True)
-            return {}
+                print(f"{self.run_dir}: training is complete ({self.step}/{self.total_steps} optimizer steps) but its "
+                      "final evaluation did not finish; running it again", flush=True)
+            return self._finish(time.perf_counter(), save=False)
         started = time.perf_counter()
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -233,6 +248,10 @@ class Trainer:
         batches = iter(self.loader)
         checkpoint_every = self.recipe.train.checkpoint_every
         previous_handlers = self._catch_stop()
+        if self.pending_eval:  # the last run stopped in this step's evaluation: the checkpoint came first
+            if self.is_main:
+                bar.write(f"the evaluation at step {self.step} did not finish last time; running it again")
+            self._evaluate_guarded(bar)
         while self.step < self.total_steps:
             metrics = self.train_step(next(batches))
             if self.step == self.kill_at_step:
@@ -246,14 +265,16 @@ class Trainer:
                 bar.set_postfix(epoch=f"{self.loader.epoch:.1f}", loss=f"{record['lm_loss']:.3f}",
                                 exact=f"{record['exact_accuracy']:.3f}", sps=f"{record['samples_per_s']:.0f}")
                 window, window_start, window_steps = {}, time.perf_counter(), 0
-            evaluated = False
+            due = False
             if self.loader.epoch >= self.next_eval_epoch and self.step < self.total_steps:
                 while self.next_eval_epoch <= self.loader.epoch:
                     self.next_eval_epoch += float(self.recipe.eval.every)
-                self._evaluate(bar)
-                evaluated = True
-            if (evaluated and checkpoint_every is None) or (checkpoint_every and self.step % checkpoint_every == 0):
-                self.save()
+                due = True
+            # The checkpoint comes before the evaluation: nothing an evaluation does can lose the training.
+            if due or (checkpoint_every and self.step % checkpoint_every == 0):
+                self.save(evaluation_follows=due)
+            if due:
+                self._evaluate_guarded(bar)
             if self.stop_agreed or (self.stop_signal is not None and acc.num_processes == 1):
                 self._stop_gracefully(bar)
         bar.close()
@@ -262,10 +283,20 @@ class Trainer:
         # The final evaluation counts as the one due now: a resume with more epochs must not repeat it at once.
         while self.next_eval_epoch <= self.loader.epoch:
             self.next_eval_epoch += float(self.recipe.eval.every)
-        self._evaluate(None)
-        self.save()
+        return self._finish(started, save=True)
+
+    def _finish(self, started: float, *, save: bool) -> dict[str, float]:
+        """The final checkpoint, then the final evaluation, the ``trm_after_run`` hook and the summary."""
+        acc = self.accelerator
+        if save:
+            self.save(evaluation_follows=True)
+        self._evaluate_guarded(None, final=True)
         if self.is_main:
-            get_host().pm.hook.trm_after_run(recipe=self.recipe, run_dir=self.run_dir, metrics=self.last_eval)
+            after = (f"training and its final evaluation are complete and kept in {self.run_dir}; "
+                     f"evaluate it again with `trm eval {self.run_dir}`")
+            with evaluation_guard("the end of the run", after):
+                with part("hook trm_after_run"):
+                    get_host().pm.hook.trm_after_run(recipe=self.recipe, run_dir=self.run_dir, metrics=self.last_eval)
             self._print_summary(time.perf_counter() - started)
         if acc.log_with:
             acc.end_training()
@@ -308,7 +339,8 @@ class Trainer:
     def _print_summary(self, seconds: float) -> None:
         minutes, secs = divmod(int(seconds), 60)
         hours, minutes = divmod(minutes, 60)
-        lines = [f"run complete: {self.step} optimizer steps in {hours}:{minutes:02d}:{secs:02d}",
+        lines = [f"run complete: {self.step} optimizer steps in {hours}:{minutes:02d}:{secs:02d}" if not self.pending_eval
+                 else f"run complete: {self.step} optimizer steps (final evaluation run again)",
                  f"  checkpoint: {find_checkpoint(self.run_dir)}",
                  f"  metrics:    {self.run_dir / 'metrics.jsonl'}"]
         curves = self.run_dir / "curves.png"
@@ -339,12 +371,32 @@ class Trainer:
             self.accelerator.log({f"train/{k}": v for k, v in record.items() if isinstance(v, float)}, step=self.step)
         return record
 
+    def _evaluate_guarded(self, bar: Any, *, final: bool = False) -> None:
+        """:meth:`_evaluate`, with any failure ending the run in one line that says the checkpoint is kept."""
+        then = (f"`trm run --resume {self.run_dir}` runs it again (or evaluate with `trm eval {self.run_dir}`)" if final
+                else f"`trm run --resume {self.run_dir}` runs it again and continues training")
+        after = f"the checkpoint of step {self.step} is kept: fix the cause, then {then}"
+        device = self.accelerator.device
+        # The evaluation leaves the training RNG streams as they were: a resume from this step's checkpoint (written
+        # before the evaluation) then continues exactly like the uninterrupted run, whether it evaluates again or not.
+        rng = torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
+        try:
+            with rng, evaluation_guard(f"evaluation at step {self.step}", after):
+                self._evaluate(bar)
+        except BaseException:
+            if bar is not None:
+                bar.close()
+            raise
+        self.pending_eval = False if not final else self.pending_eval
+        self._prune()
+
     def _evaluate(self, bar: Any) -> None:
         recipe, acc = self.recipe, self.accelerator
         if not self.store.has_split(recipe.eval.split):
             return
         if self.evaluators is None:  # built once per run: ARC votes accumulate across rounds
-            self.evaluators = build_evaluators(recipe, self.store, self.run_dir / "eval")
+            with part("building the evaluators"):
+                self.evaluators = guard_evaluators(build_evaluators(recipe, self.store, self.run_dir / "eval"))
         context = self.ema.applied() if self.ema is not None else contextlib.nullcontext()
         with context:
             metrics = evaluate(self.step_model, self.store.split(recipe.eval.split), self.evaluators, accelerator=acc,
@@ -358,17 +410,39 @@ class Trainer:
             directory = self.run_dir / "eval" / f"step_{self.step}"
             for _, evaluator in self.evaluators:
                 evaluator.write(directory)
-            self.log.write({"kind": "eval", "step": self.step, "epoch": round(self.loader.epoch, 4), **metrics})
             message = f"evaluation at step {self.step} (epoch {self.loader.epoch:.1f}, EMA weights):\n{format_table(metrics)}"
             (bar.write if bar is not None else print)(message)
-            plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
-            get_host().pm.hook.trm_after_eval(recipe=recipe, run_dir=self.run_dir, step=self.step, metrics=metrics)
+            with part("hook trm_after_eval"):
+                get_host().pm.hook.trm_after_eval(recipe=recipe, run_dir=self.run_dir, step=self.step, metrics=metrics)
         if acc.log_with:
-            acc.log({f"eval/{k}": v for k, v in metrics.items()}, step=self.step)
+            with part("the experiment tracker"):
+                acc.log({f"eval/{k}": v for k, v in metrics.items()}, step=self.step)
+        if self.is_main:  # the record last: its presence says this step's evaluation completed (see _resume)
+            self.log.write({"kind": "eval", "step": self.step, "epoch": round(self.loader.epoch, 4), **metrics})
+            try:
+                plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
+            except Exception as exc:  # noqa: BLE001 - a drawing problem is not worth a run
+                print(f"note: curves.png not drawn ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+
+    def _evaluated_steps(self) -> set[int]:
+        path = self.run_dir / "metrics.jsonl"
+        records = read_metrics(path) if path.exists() else []
+        return {int(r["step"]) for r in records if r.get("kind") == "eval" and isinstance(r.get("step"), int)}
+
+    def _prune(self) -> None:
+        keep = self.recipe.train.keep_checkpoints
+        if not self.is_main or keep is None:
+            return
+        path = self.run_dir / "metrics.jsonl"
+        best = best_evaluated_step(read_metrics(path) if path.exists() else [])
+        prune_checkpoints(self.run_dir / "checkpoints", keep, {best} if best is not None else set())
 
     # ---- checkpoints ----------------------------------------------------------------------------------------
-    def save(self) -> None:
+    def save(self, *, evaluation_follows: bool = False) -> None:
+        """Write a checkpoint of this step (collective); ``evaluation_follows``: this step's evaluation comes next."""
         acc = self.accelerator
+        if evaluation_follows and self.store.has_split(self.recipe.eval.split):
+            self.eval_step = self.step
         acc.wait_for_everyone()
         processes = process_state.gather_to_main(process_state.capture(self.carries), acc)
         if self.is_main:
@@ -383,10 +457,12 @@ class Trainer:
                 "dims": attrs.asdict(self.dims),
                 "trm_version": __version__,
                 "processes": acc.num_processes,
+                "eval_step": self.eval_step,
             }
             write_checkpoint(self.run_dir, self.step, model_state=self.model.state_dict(),
                              ema_state=self.ema.state_dict() if self.ema is not None else None,
                              optim_state=optim, state=state, identifiers=_identifier_names(self.store))
+            self._prune()
         acc.wait_for_everyone()
 
     def _resume(self) -> None:
@@ -412,6 +488,9 @@ class Trainer:
             self.sparse_opt.load_state_dict(parts["optim"]["sparse"])
         self.loader.load_state_dict(state["loader"])
         self.step = state["step"]
+        self.eval_step = state.get("eval_step")
+        # Its evaluation record is written last, so a checkpoint whose evaluation was due has none if it failed.
+        self.pending_eval = self.eval_step == self.step and self.step not in self._evaluated_steps()
         self.next_eval_epoch = state["next_eval_epoch"] if state["next_eval_epoch"] is not None else math.inf
         acc = self.accelerator
         saved = state.get("process_states") or []
@@ -439,6 +518,18 @@ def _plot_hint(evaluated: bool) -> str:
     if not evaluated:
         return "it is drawn at each evaluation, and none ran"
     return "matplotlib did not write it"
+
+
+def best_evaluated_step(records: list[dict[str, Any]]) -> int | None:
+    """The evaluated step with the highest headline metric: the first metric of the first evaluator (the first key
+    of the eval records, e.g. exact_match/exact_accuracy or arc/pass@1); the latest of equal ones. None if none."""
+    evals = [r for r in records if r.get("kind") == "eval"]
+    if not evals:
+        return None
+    headline = next((key for key in evals[0] if key not in ("kind", "step", "epoch")), None)
+    scored = [(r[headline], r["step"]) for r in evals
+              if isinstance(r.get(headline), (int, float)) and math.isfinite(r[headline]) and isinstance(r.get("step"), int)]
+    return max(scored)[1] if scored else None
 
 
 def _identifier_names(store: Any) -> list[str] | None:
