@@ -52,11 +52,7 @@ def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume:
     lock = RunLock(directory)
     if trainer.is_main:
         directory.mkdir(parents=True, exist_ok=True)
-        try:
-            lock.acquire()
-        except UserError:
-            _remove_if_created(directory, created)
-            raise
+        lock.acquire()  # refused: the directory is another start's (even if it appeared just now), so it stays
     try:
         if trainer.is_main:
             if (directory / "checkpoints").exists():  # another start got here first (seen under the lock)
