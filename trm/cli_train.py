@@ -28,9 +28,12 @@ def run(recipe: str | None, overrides: tuple[str, ...], resume: str | None, run_
 
     \b
     The run directory receives recipe.yaml (fully resolved), metrics.jsonl, curves.png,
-    eval/ artefacts and checkpoints/. Many GPUs: accelerate launch -m trm run RECIPE.
+    eval/ artefacts, checkpoints/ and history.jsonl; trm.lock while it runs (one writer
+    at a time). Many GPUs: accelerate launch -m trm run RECIPE.
     With --resume RUN_DIR, RECIPE is not given: the run's own recipe.yaml is used
-    (OVERRIDES still apply, e.g. train.epochs=100 to extend it).
+    (OVERRIDES still apply, e.g. train.epochs=100 to extend it, and are recorded in the
+    run; model.*, backbone.*, halting.*, task.* and data.store cannot change). A failed
+    evaluation keeps its checkpoint: --resume runs it again.
 
     OVERRIDES: key=value overrides (dotted paths, values parsed as YAML), e.g. optim.lr=3e-4 train.epochs=10.
     """
