@@ -393,3 +393,16 @@ def test_keep_checkpoints_keeps_the_latest_and_the_best(tmp_path):
     assert sorted(p.name for p in removed) == ["step_1", "step_3"]
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*")) == ["step_2", "step_4"]
     assert best_evaluated_step([]) is None
+
+
+def test_store_option_comparison_accepts_the_same_directory_and_a_fetched_source(tmp_path):
+    from trm.run_history import _option_differences
+
+    (tmp_path / "raw").mkdir()
+    same = {"source": str(tmp_path / "raw"), "seed": 0}
+    spelled = {"source": str(tmp_path / "." / "raw"), "seed": 0}
+    assert _option_differences(same, spelled) == {}
+    fetched = {"source": "/cache/trm/sudoku-extreme", "seed": 0}  # the store records where fetch:NAME resolved to
+    assert _option_differences(fetched, {"source": "fetch:sudoku-extreme", "seed": 0}) == {}
+    assert _option_differences(same, {"source": str(tmp_path / "other"), "seed": 1}) == {
+        "seed": (0, 1), "source": (str(tmp_path / "raw"), str(tmp_path / "other"))}

@@ -79,10 +79,17 @@ def _option_differences(recorded: dict[str, Any], wanted: dict[str, Any]) -> dic
         left, right = recorded.get(key), wanted.get(key)
         if left == right:
             continue
-        if isinstance(left, str) and isinstance(right, str) and _same_path(left, right):
+        if isinstance(left, str) and isinstance(right, str) and (_same_path(left, right) or _fetched(right)):
             continue
         differ[key] = (left, right)
     return differ
+
+
+def _fetched(value: str) -> bool:
+    """A ``fetch:NAME`` source: pinned by name and checksums, recorded in the store as the fetched directory."""
+    from trm.fetch import is_fetch_source
+
+    return bool(is_fetch_source(value))
 
 
 def _same_path(left: str, right: str) -> bool:
