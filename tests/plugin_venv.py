@@ -2,7 +2,8 @@
 
 ``python -m venv --system-site-packages`` alone would see the base interpreter's packages, not those of the
 environment the tests run in (itself often a virtual environment holding torch and trm), so a ``.pth`` file adds
-that environment's site-packages. pip then installs into the new environment only.
+that environment's site-packages (with ``site.addsitedir``, so that its own ``.pth`` files, such as an editable
+install's, run too). pip then installs into the new environment only.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ class PluginVenv:
         self.python = self.root / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
         purelib = subprocess.run([str(self.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                  check=True, capture_output=True, text=True).stdout.strip()
-        parents = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-        Path(purelib, "_trm_test_parent.pth").write_text("\n".join(sorted(parents)) + "\n")
+        parents = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+        # site.addsitedir, not a bare path line: the parent's own .pth files must run too, among them the editable
+        # install's finder that makes `trm` importable (a bare path line adds the folder but skips its .pth files).
+        Path(purelib, "_trm_test_parent.pth").write_text(
+            "".join(f"import site; site.addsitedir({parent!r})\n" for parent in parents))
         self.env = {**os.environ, "TRM_TRACKERS": "none", "MKL_CBWR": "AUTO,STRICT", "PYTHONDONTWRITEBYTECODE": "1"}
 
     def run(self, *args: str, cwd: Path | None = None, env: dict | None = None,
