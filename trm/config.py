@@ -535,7 +535,17 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, host: Plugin
         problems += _plugin_name_problems(data, host)
     if problems:
         raise RecipeError([_attribute(problem, path, overrides) for problem in problems])
-    return with_resolved_store(recipe)
+    return _with_absolute_plugin_files(with_resolved_store(recipe), path)
+
+
+def _with_absolute_plugin_files(recipe: Any, path: Path) -> Any:
+    """``plugins:`` file names made absolute (they are relative to the recipe), so that the copy of the recipe a
+    run records finds them from the run directory too."""
+    files = getattr(recipe, "plugins", None)
+    if not files:
+        return recipe
+    absolute = [name if Path(name).is_absolute() else os.path.abspath(path.parent / name) for name in files]
+    return recipe if absolute == list(files) else attrs.evolve(recipe, plugins=absolute)
 
 
 def _attribute(problem: str, path: Path, overrides: Sequence[str]) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-from trm.errors import UserError
+from trm.errors import EXIT_PLUGIN_BUG, UserError
 
 
 class EvaluationFailed(UserError):
@@ -117,6 +117,22 @@ def evaluation_guard(where: str, after: str) -> Iterator[None]:
         raise
     except Exception as exc:  # noqa: BLE001 - the point: no failure of an evaluation loses the run
         what, detail = describe_failure(exc)
+        cause = exc.cause if isinstance(exc, _PartFailed) else exc
         blame = "" if what == "the evaluation" else f" in {what}"
-        raise EvaluationFailed(f"{where} failed{blame}: {detail}; {after}", what=what,
-                               cause=exc.cause if isinstance(exc, _PartFailed) else exc) from None
+        culprit = _plugin_bug(cause)
+        if culprit is not None:  # a plugin's own bug, not the user's input: say whose, exit 3 (docs/plugins.md)
+            failed = EvaluationFailed(
+                f"bug in {culprit.describe()} at {culprit.location()}: {where} failed{blame}: {detail} (an error in "
+                f"the plugin's code, not in your input); {after}", what=what, cause=cause)
+            failed.exit_code = EXIT_PLUGIN_BUG
+            raise failed from None
+        raise EvaluationFailed(f"{where} failed{blame}: {detail}; {after}", what=what, cause=cause) from None
+
+
+def _plugin_bug(cause: BaseException) -> Any:
+    """The plugin whose code raised ``cause`` when it is a bug there (not a user error, not out of memory)."""
+    if isinstance(cause, UserError) or _is_out_of_memory(cause):
+        return None
+    from trm.plugins import blame
+
+    return blame(cause)
