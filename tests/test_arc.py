@@ -1,4 +1,4 @@
-"""The ARC task plugin: transforms, canvas, augmentation, routing, leakage, voting, submission (REFERENCE.md 1.3, 7).
+"""The ARC task plugin: transforms, canvas, augmentation, routing, leakage, voting, submission (docs/reference-code.md 1.3, 7).
 
 Fast tests use tiny synthetic tasks written in the Kaggle layout. Tests on the real data skip when
 /work/shared/data/arc (or $TRM_SHARED_DATA/arc) is absent; the full ARC-AGI-1 statistics check is marked slow.
@@ -375,7 +375,7 @@ def test_real_training2_leaks_arc1_evaluation():
 @needs_arc
 @pytest.mark.slow
 def test_real_arc1_statistics_match_the_reference():
-    """REFERENCE.md 1.3's table (replayed reference RNG): ours must agree within 1% (no data is written)."""
+    """docs/reference-code.md 1.3's table (replayed reference RNG): ours must agree within 1% (no data is written)."""
     stats = plan_statistics(plan_build(ArcOptions(source=str(ARC_DATA), num_aug=1000)))
     assert stats["train_groups"] == 960 and stats["test_groups"] == 400
     assert stats["train_examples_per_epoch"] == 3988

@@ -1,4 +1,4 @@
-"""Backbone plugins: registration, options, shapes, and the reference's block arithmetic (REFERENCE.md 3.3)."""
+"""Backbone plugins: registration, options, shapes, and the reference's block arithmetic (docs/reference-code.md 3.3)."""
 
 import attrs
 import pytest
@@ -56,7 +56,7 @@ def test_positions_options():
 
 
 def _reference_attention_block(block, h, cos, sin, heads):
-    """The reference's Attention + post-norm block, written out from REFERENCE.md 3.3."""
+    """The reference's Attention + post-norm block, written out from docs/reference-code.md 3.3."""
     B, S, D = h.shape
     d = D // heads
     qkv = F.linear(h, block.self_attn.qkv_proj.weight).view(B, S, 3 * heads, d)

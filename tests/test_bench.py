@@ -1,4 +1,4 @@
-"""`trm bench`: the tiny CPU path end to end, and the FLOP estimates of the paper configurations (REFERENCE.md 11)."""
+"""`trm bench`: the tiny CPU path end to end, and the FLOP estimates of the paper configurations (docs/reference-code.md 11)."""
 
 import json
 import subprocess

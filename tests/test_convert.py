@@ -1,6 +1,6 @@
-"""Reference checkpoints -> trm: a fake state dict with the reference's keys and shapes (REFERENCE.md 12) is
+"""Reference checkpoints -> trm: a fake state dict with the reference's keys and shapes (docs/reference-code.md 12) is
 converted, and trm's logits and halting logits equal those of a minimal re-implementation of the reference's
-forward (written here from REFERENCE.md 3, independent of trm's modules)."""
+forward (written here from docs/reference-code.md 3, independent of trm's modules)."""
 
 import json
 import math

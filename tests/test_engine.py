@@ -1,4 +1,4 @@
-"""The recursion engine: shapes, input embedding, carry reset, gradient scope, heads, test-time depth (REFERENCE.md 3-4)."""
+"""The recursion engine: shapes, input embedding, carry reset, gradient scope, heads, test-time depth (docs/reference-code.md 3-4)."""
 
 import functools
 import math

@@ -1,4 +1,4 @@
-"""Halting plugins: rules in training and evaluation, exploration, losses, the bootstrapped target (REFERENCE.md 4-5)."""
+"""Halting plugins: rules in training and evaluation, exploration, losses, the bootstrapped target (docs/reference-code.md 4-5)."""
 
 import pytest
 import torch

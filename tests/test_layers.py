@@ -1,4 +1,4 @@
-"""Shared layers: truncated-normal init with std correction, RMSNorm, SwiGLU widths, casting, rotary (REFERENCE.md 3)."""
+"""Shared layers: truncated-normal init with std correction, RMSNorm, SwiGLU widths, casting, rotary (docs/reference-code.md 3)."""
 
 import math
 

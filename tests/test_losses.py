@@ -1,4 +1,4 @@
-"""Token losses and the ACT loss: stablemax against float64 by hand, normalisation, weights, metrics (REFERENCE.md 5)."""
+"""Token losses and the ACT loss: stablemax against float64 by hand, normalisation, weights, metrics (docs/reference-code.md 5)."""
 
 import math
 

@@ -262,7 +262,7 @@ def test_maze_recipes_validate_with_the_papers_numbers(name):
     recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / name)
     assert recipe.task.name == "maze" and recipe.task.options.dihedral_aug is False
     assert [section.name for section in recipe.eval.evaluators] == ["maze_path"]
-    if name == "maze_attn.yaml":  # REFERENCE.md 8, Maze-Hard row
+    if name == "maze_attn.yaml":  # docs/reference-code.md 8, Maze-Hard row
         assert (recipe.model.h_cycles, recipe.model.l_cycles) == (3, 4)
         assert (recipe.optim.lr, recipe.optim.puzzle_emb_lr) == (1e-4, 1e-4)
         assert (recipe.optim.weight_decay, recipe.optim.puzzle_emb_weight_decay) == (1.0, 1.0)

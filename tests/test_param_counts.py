@@ -1,4 +1,4 @@
-"""Exact dense parameter counts of the paper's four configurations (REFERENCE.md 3.8), built on the meta device."""
+"""Exact dense parameter counts of the paper's four configurations (docs/reference-code.md 3.8), built on the meta device."""
 
 import pytest
 import torch

@@ -5,7 +5,7 @@
     for step in solver.steps(inputs, puzzle_identifiers, max_steps=16):
         print(step.step, step.predictions[0], step.q_halt[0])
 
-docs/python-api.md has the full description. Evaluation semantics are those of ``trm eval`` (REFERENCE.md 4): the
+docs/python-api.md has the full description. Evaluation semantics are those of ``trm eval`` (docs/reference-code.md 4): the
 model is in eval mode, every row starts from the fixed init vectors, the halting head's logits are reported but only
 ``max_steps`` (which may exceed the trained maximum: test-time depth) ends the recursion.
 """

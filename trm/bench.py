@@ -8,7 +8,7 @@ happens there) each of ``steps`` steps is timed after its host synchronisation; 
 
 FLOPs per step are counted once with ``torch.utils.flop_counter`` on the meta device (matmuls and attention, forward
 of all T(n+1) calls plus backward of the last n+1), so the estimate follows the model actually built rather than a
-formula; it matches REFERENCE.md 11 for the paper's configurations.
+formula; it matches docs/reference-code.md 11 for the paper's configurations.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ TINY_CONFIGS = [  # same shapes of computation, small enough for a CPU test
 ]
 
 
-# The paper's optimizer settings (REFERENCE.md 8), with the ARC puzzle-embedding LR.
+# The paper's optimizer settings (docs/reference-code.md 8), with the ARC puzzle-embedding LR.
 PAPER_OPTIM = OptimConfig(lr=1e-4, weight_decay=0.1, puzzle_emb_lr=1e-2, puzzle_emb_weight_decay=0.1)
 
 

@@ -1,6 +1,6 @@
 """Checkpoints of the paper's code -> trm run directories (``trm convert reference``).
 
-REFERENCE.md 12 gives the reference layout: ``state_dict()`` of the compiled loss head, so keys read
+docs/reference-code.md 12 gives the reference layout: ``state_dict()`` of the compiled loss head, so keys read
 ``_orig_mod.model.inner.<name>`` (``_orig_mod.`` is absent when compilation was off). Every tensor maps one to one:
 the engine and the built-in backbones keep the reference's weight layouts (fused QKV rows Q|K|V, fused gate|up rows,
 the mixer's [2 * inner_S, S] token weights), so no tensor is reshaped or permuted. The only changes are the names

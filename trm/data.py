@@ -1,4 +1,4 @@
-"""Training and evaluation batches from a store split (REFERENCE.md 2), deterministic given one seed.
+"""Training and evaluation batches from a store split (docs/reference-code.md 2), deterministic given one seed.
 
 Training (:class:`TrainLoader`, an infinite iterator): epoch e visits every group once in the order of a random
 permutation drawn from ``(seed, e)``; for each visited group one puzzle (augmented version) is drawn uniformly and
@@ -32,7 +32,7 @@ import torch
 
 from trm.errors import UserError
 
-IGNORE_LABEL = -100  # what the loss ignores (REFERENCE.md 1.0: label == ignore_label_id -> -100)
+IGNORE_LABEL = -100  # what the loss ignores (docs/reference-code.md 1.0: label == ignore_label_id -> -100)
 
 
 def _local_size(global_batch_size: int, world_size: int, rank: int) -> int:

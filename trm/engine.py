@@ -1,6 +1,6 @@
 """The recursion engine: input embedding, the x/y/z recursion, the heads, the carry and one ACT supervision step.
 
-Cites REFERENCE.md 3 (model) and 4 (ACT). The engine knows no backbone and no halting rule by name: ``backbone`` is
+Cites docs/reference-code.md 3 (model) and 4 (ACT). The engine knows no backbone and no halting rule by name: ``backbone`` is
 any shape-preserving module (``forward(h[B, S, D]) -> [B, S, D]`` plus ``embed_positions``), ``halting`` any
 :class:`trm.types.HaltingStrategy`.
 
@@ -33,7 +33,7 @@ from trm.layers import CastedEmbedding, CastedLinear, trunc_normal_
 
 @attrs.frozen
 class ModelConfig:
-    """The recipe's ``model:`` section: sizes of the recursion and the loss (REFERENCE.md 3.1)."""
+    """The recipe's ``model:`` section: sizes of the recursion and the loss (docs/reference-code.md 3.1)."""
 
     hidden_size: int = attrs.field(default=512, validator=attrs.validators.ge(1), metadata={"help": "D: width of x, y and z"})
     h_cycles: int = attrs.field(default=3, validator=attrs.validators.ge(1),
@@ -86,7 +86,7 @@ class PuzzleEmbedding(nn.Module):
 
     ``weights`` is an fp32 *buffer* [num_ids, dim], zero-initialised: dense optimizers, EMA and DDP never see it.
     In training the looked-up rows get a zero leaf ``grad_sink`` [B, dim] added, so backward yields each example's
-    gradient in ``grad_sink.grad`` without a [num_ids, dim] gradient table (REFERENCE.md 6). A hook moves that
+    gradient in ``grad_sink.grad`` without a [num_ids, dim] gradient table (docs/reference-code.md 6). A hook moves that
     gradient with the batch's ids into ``pending`` after every backward, so several backwards (gradient
     accumulation) before one optimizer step are all kept. The sink is sized by :meth:`prepare`, which the engine
     calls from ``initial_carry`` (outside the compiled step).
@@ -172,7 +172,7 @@ class TinyRecursiveModel(nn.Module):
         with torch.no_grad():  # start by predicting "do not halt" firmly: sigmoid(-5) ~ 0.007
             self.q_head.weight.zero_()
             self.q_head.bias.fill_(-5.0)
-        # Fixed, never-trained starting points of y and z, shared by every sample and position (REFERENCE.md 3.5).
+        # Fixed, never-trained starting points of y and z, shared by every sample and position (docs/reference-code.md 3.5).
         self.register_buffer("y_init", trunc_normal_(torch.empty(hidden), std=1.0).to(dtype))
         self.register_buffer("z_init", trunc_normal_(torch.empty(hidden), std=1.0).to(dtype))
 

@@ -1,6 +1,6 @@
 """Building blocks shared by the engine and the backbone plugins.
 
-Everything here follows the paper's code numerically (REFERENCE.md sections 3.3, 3.5 and 3.7):
+Everything here follows the paper's code numerically (docs/reference-code.md sections 3.3, 3.5 and 3.7):
 
 * weights are fp32 master copies, cast to the activation dtype at each use (``CastedLinear``, ``CastedEmbedding``),
   so bf16 compute needs no autocast;
@@ -23,7 +23,7 @@ def trunc_normal_(tensor: torch.Tensor, std: float = 1.0, lower: float = -2.0, u
     """Fill ``tensor`` in place from a normal truncated at ``[lower, upper]`` std, with the std corrected.
 
     torch's ``trunc_normal_`` clips at absolute bounds and leaves the std shrunk by the truncation (about 0.88x);
-    the reference (and JAX) rescale so that the std of the result is exactly ``std`` (REFERENCE.md 3.5).
+    the reference (and JAX) rescale so that the std of the result is exactly ``std`` (docs/reference-code.md 3.5).
     """
     with torch.no_grad():
         if std == 0:
@@ -86,7 +86,7 @@ class CastedEmbedding(nn.Module):
 def swiglu_width(width: int, expansion: float) -> int:
     """Inner width of the reference's SwiGLU: round(e * h * 2/3), rounded *up* to a multiple of 256.
 
-    1536 for h = 512, e = 4; 512 for the mixer over S = 97; 2560 over S = 916 (REFERENCE.md 3.3).
+    1536 for h = 512, e = 4; 512 for the mixer over S = 97; 2560 over S = 916 (docs/reference-code.md 3.3).
     """
     inner = round(expansion * width * 2 / 3)
     return -(inner // -256) * 256

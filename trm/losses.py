@@ -1,4 +1,4 @@
-"""Token losses and the ACT loss with its metrics (REFERENCE.md 5).
+"""Token losses and the ACT loss with its metrics (docs/reference-code.md 5).
 
 * stablemax cross-entropy: s(v) = v + 1 for v >= 0, 1 / (1 - v) for v < 0; log p = log(s(v_label) / sum_j s(v_j)),
   computed in fp64 as the reference does (its default for every task);

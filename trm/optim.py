@@ -1,4 +1,4 @@
-"""Optimizers and the learning-rate schedule (REFERENCE.md 6).
+"""Optimizers and the learning-rate schedule (docs/reference-code.md 6).
 
 * :class:`AdamATan2` in pure PyTorch, matching the fused ``adam_atan2`` package the reference imports: decoupled
   decay applied first, no epsilon, ``atan2(m_hat, sqrt(v_hat))`` with a = b = 1 (so the update is bounded and

@@ -1,6 +1,6 @@
 """Per-process training state that a checkpoint keeps for an exact resume (docs/training.md, "Checkpoints").
 
-Each process owns state that no other process has: the persistent ACT carries of its micro-batches (REFERENCE.md 4)
+Each process owns state that no other process has: the persistent ACT carries of its micro-batches (docs/reference-code.md 4)
 and its random-number generators, which drive the exploration draws and differ per process (seeded with seed + rank,
 as the reference does). The main process writes the checkpoint, so every process's state is first gathered to it
 (``torch.distributed.gather_object``: CPU copies, in memory only; the files themselves never hold a pickle).

@@ -11,7 +11,7 @@ Layout (docs/datasets.md has the full table and the measurements behind the chun
         puzzle_indices                int64 [N_puzzles + 1]   CSR: puzzle p owns examples [pi[p], pi[p+1])
         group_indices                 int64 [N_groups + 1]    CSR: group g owns puzzles  [gi[g], gi[g+1])
 
-The three levels group > puzzle > example and the CSR offsets are those of the reference (REFERENCE.md 1.0); trm
+The three levels group > puzzle > example and the CSR offsets are those of the reference (docs/reference-code.md 1.0); trm
 stores one set per split instead of ``all__*.npy`` files, and int64 offsets so ARC-scale stores cannot overflow.
 
 Writing is in trm/store_write.py (``DatasetWriter``, ``build_store``): an interrupted build leaves nothing that
@@ -130,7 +130,7 @@ def _open_array(path: Path, key: str) -> Any:
 
 @attrs.define(slots=False)
 class SplitData:
-    """One split: token rows (``inputs``, ``labels``) and the CSR index arrays (REFERENCE.md 1.0)."""
+    """One split: token rows (``inputs``, ``labels``) and the CSR index arrays (docs/reference-code.md 1.0)."""
 
     name: str
     inputs: RowArray

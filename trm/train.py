@@ -1,6 +1,6 @@
 """The training loop on HF Accelerate: one optimizer step per supervision step, with a persistent ACT carry.
 
-REFERENCE.md sections 2, 4-6. Per optimizer step: each process takes its slice of the global batch (split into
+docs/reference-code.md sections 2, 4-6. Per optimizer step: each process takes its slice of the global batch (split into
 ``accumulation`` micro-batches, each with its own carry), runs one supervision step per micro-batch, backpropagates
 ``loss / global_batch_size``, all-reduces the dense gradients once, steps the sign-SGD puzzle-embedding optimizer and
 the dense optimizer with the warm-up schedule, and updates the EMA. Evaluation runs on the EMA weights every

@@ -1,5 +1,5 @@
 """Pieces of the training loop that stand alone: how the global batch is split (processes x micro-batches) and the
-EMA of the dense weights (REFERENCE.md 5: rate 0.999, evaluation on the averaged weights)."""
+EMA of the dense weights (docs/reference-code.md 5: rate 0.999, evaluation on the averaged weights)."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ class Backbone(Protocol):
     """A shape-preserving network ``f``: ``forward(h[B, S, D]) -> [B, S, D]``.
 
     The engine computes ``f(h, injection)`` as ``backbone(h + injection)``: the injection is added once, before the
-    first block (REFERENCE.md 3.3). ``embed_positions`` lets a backbone with learned absolute positions act on the
+    first block (docs/reference-code.md 3.3). ``embed_positions`` lets a backbone with learned absolute positions act on the
     input embedding; backbones without them return ``x`` unchanged.
     """
 

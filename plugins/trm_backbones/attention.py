@@ -1,6 +1,6 @@
 """``attention``: the paper's network f, a stack of post-norm, bias-free transformer blocks.
 
-REFERENCE.md 3.3: each block is ``h <- RMSNorm(h + Attn(h))`` then ``h <- RMSNorm(h + SwiGLU(h))``, with a
+docs/reference-code.md 3.3: each block is ``h <- RMSNorm(h + Attn(h))`` then ``h <- RMSNorm(h + SwiGLU(h))``, with a
 parameter-free RMSNorm, one fused QKV projection (rows: Q heads, K heads, V heads), non-causal SDPA with the
 default 1/sqrt(d) scale, and rotary positions over the flattened sequence (prefix slots included). ``learned``
 positions add a table to the input embedding instead (3.2, step 4); ``none`` uses no positions at all.
@@ -62,7 +62,7 @@ class AttentionBlock(nn.Module):
         self.mlp = (FastSwiGLU if fast else SwiGLU)(hidden_size, options.expansion)
 
     def forward(self, h: torch.Tensor, rotary: Rotary | None) -> torch.Tensor:
-        h = rms_norm(h + self.self_attn(h, rotary), self.norm_eps)  # post-norm (REFERENCE.md 10.1 item 2)
+        h = rms_norm(h + self.self_attn(h, rotary), self.norm_eps)  # post-norm (docs/reference-code.md 10.1 item 2)
         return rms_norm(h + self.mlp(h), self.norm_eps)
 
 

@@ -1,6 +1,6 @@
 """``mlp_mixer``: the paper's best Sudoku network (``mlp_t``), token mixing instead of attention.
 
-REFERENCE.md 3.3: each block applies a SwiGLU over the *sequence* axis (all S = L + P positions, prefix slots
+docs/reference-code.md 3.3: each block applies a SwiGLU over the *sequence* axis (all S = L + P positions, prefix slots
 included), adds it and normalises **over the sequence axis** (the reference normalises while the tensor is still
 transposed to [B, D, S]); then a channel SwiGLU over D, normalised over D. No positions, no attention.
 
@@ -63,7 +63,7 @@ class MixerBlock(nn.Module):
         self.mlp = (FastSwiGLU if shape.fast else SwiGLU)(shape.hidden_size, options.expansion)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = rms_norm(h + self.mlp_t(h), self.norm_eps, dim=1)  # over S, per channel (REFERENCE.md 10.1 item 3)
+        h = rms_norm(h + self.mlp_t(h), self.norm_eps, dim=1)  # over S, per channel (docs/reference-code.md 10.1 item 3)
         return rms_norm(h + self.mlp(h), self.norm_eps, dim=-1)
 
 

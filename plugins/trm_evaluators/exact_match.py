@@ -1,10 +1,10 @@
 """The ``exact_match`` evaluator: how many answers are entirely right, and how many cells are.
 
 Generic over tasks: it compares predictions with labels on every supervised position (labels of -100 are ignored,
-REFERENCE.md 1.0) and skips padding rows (``valid`` False). It reports
+docs/reference-code.md 1.0) and skips padding rows (``valid`` False). It reports
 
 * ``exact_accuracy``: fraction of examples whose every supervised position is right (the paper's "accuracy",
-  REFERENCE.md 5: ``seq_is_correct``);
+  docs/reference-code.md 5: ``seq_is_correct``);
 * ``cell_accuracy``: fraction of supervised positions that are right, over all examples (token accuracy);
 * ``examples``: how many examples were scored.
 """

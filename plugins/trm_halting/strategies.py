@@ -1,6 +1,6 @@
 """Halting strategies: when a sample's deep supervision stops, and what trains the halting head.
 
-REFERENCE.md 4 (ACT) and 5 (losses). ``steps`` passed to ``should_halt`` already counts the step just taken, so a
+docs/reference-code.md 4 (ACT) and 5 (losses). ``steps`` passed to ``should_halt`` already counts the step just taken, so a
 sample halts at the latest when ``steps >= max_steps``. At evaluation (``training=False``) only that limit applies,
 and the engine passes the evaluation's ``max_steps``, which may exceed the trained one (test-time depth).
 
@@ -9,14 +9,14 @@ and the engine passes the evaluation's ``max_steps``, which may exceed the train
 * ``act_q_continue`` (HRM's Q-learning): halt when ``q_halt > q_continue``; ``q_continue`` learns by BCE against
   the bootstrapped target ``sigmoid(next q_halt)`` on the last step, else ``sigmoid(max(next q_halt, next
   q_continue))``, from an extra no-grad forward on the new carry. The reference's TRM path crashes here
-  (REFERENCE.md 10.7); this one follows HRM's working code.
+  (docs/reference-code.md 10.7); this one follows HRM's working code.
 * ``fixed``: always ``max_steps`` supervision steps; the halting head gets no loss.
 
 ``halt_logit(q_halt, q_continue)`` is each strategy's halting decision as one logit (halt when > 0): adaptive
 evaluation (trm/evaluate.py) stops an example there, or where ``sigmoid(logit)`` exceeds a chosen confidence.
 
 Exploration (both ACT strategies, training only): every call, each sample draws ``min_steps = [rand < p] *
-randint{2..max_steps}`` afresh and may not halt before it (REFERENCE.md 4, step 4). Random numbers come from
+randint{2..max_steps}`` afresh and may not halt before it (docs/reference-code.md 4, step 4). Random numbers come from
 ``torch.rand`` on the tensors' device, so the compiled step needs no host synchronisation.
 """
 

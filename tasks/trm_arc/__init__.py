@@ -4,7 +4,7 @@ Registered through the ``trm`` entry-point group (``arc = "trm_arc"``) exactly l
 ``kaggle`` (reading the JSON), ``transforms`` (dihedral and colour maps), ``canvas`` (tokens, EOS border, crop),
 ``augment`` (choosing versions), ``layout`` (vectorised canvases), ``build`` (routing and writing the store),
 ``leakage`` (test answers among training examples), ``vote``/``evaluator``/``submission`` (scoring), ``commands``
-(``trm arc ...``). docs/tasks/arc.md describes all of it; REFERENCE.md 1.3, 7 and 10.4-10.7 are the specification.
+(``trm arc ...``). docs/tasks/arc.md describes all of it; docs/reference-code.md 1.3, 7 and 10.4-10.7 are the specification.
 """
 
 from __future__ import annotations

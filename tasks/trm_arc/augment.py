@@ -1,6 +1,6 @@
 """Choosing a task's augmented versions: dihedral x colour permutation, de-duplicated by task hash.
 
-REFERENCE.md 1.3 ("Augmentation", "Deduplication"). Version 0 is the original. Candidates draw a dihedral id
+docs/reference-code.md 1.3 ("Augmentation", "Deduplication"). Version 0 is the original. Candidates draw a dihedral id
 uniformly from 0..7 and a colour map with black fixed; a candidate is accepted when the task it produces (all of
 its pairs, both splits) differs from every task accepted so far, the original included. At most
 ``retries_factor * num_aug`` candidates are tried, so tasks with few colours or symmetric grids get fewer versions.

@@ -1,13 +1,13 @@
 """The ``arc`` builder: Kaggle JSON -> routed, augmented, tokenised splits written through trm's DatasetWriter.
 
-REFERENCE.md 1.3. Two phases, as the reference:
+docs/reference-code.md 1.3. Two phases, as the reference:
 
 1. **Plan** (:func:`plan_build`): read the subsets in order, shuffle each subset's tasks (seeded), route pairs to
    splits and choose each task's augmented versions. Routing: a task of the test subset sends its demonstration
    pairs to train (option ``eval_demos_in_train``) and its test pairs to test; a task of any other subset
    (``training``, ``training2``, ``concept``) sends demos *and* test pairs to train. A hidden subset (no answers)
    is routed like the test subset with the dummy output [[0]]. The plan alone gives the store's statistics
-   (:func:`plan_statistics`), which the slow test compares with REFERENCE.md's table without writing anything.
+   (:func:`plan_statistics`), which the slow test compares with docs/reference-code.md's table without writing anything.
 2. **Write** (:func:`write_plan`): per task, every version's examples on 30x30 canvases (training examples
    translated), one group per task per split; identifiers are assigned in write order, train split first, so the
    ids follow the reference's ordering.
@@ -129,7 +129,7 @@ def load_tasks(options: ArcOptions) -> list[tuple[str, ArcTask]]:
 
 
 def _route(role: str, task: ArcTask, options: ArcOptions) -> tuple[tuple[Pair, ...], tuple[Pair, ...]]:
-    """(train pairs, test pairs) of one task (REFERENCE.md 1.3, 'How pairs are routed to splits')."""
+    """(train pairs, test pairs) of one task (docs/reference-code.md 1.3, 'How pairs are routed to splits')."""
     if role == "train":
         return task.train + tuple((i, o) for i, o in task.test), ()
     demos = task.train if options.eval_demos_in_train else ()
@@ -166,7 +166,7 @@ def plan_build(options: ArcOptions, progress: Callable[..., Iterable] | None = N
 
 
 def plan_statistics(plan: BuildPlan) -> dict[str, Any]:
-    """The store's sizes implied by a plan (the quantities of REFERENCE.md 1.3's statistics table)."""
+    """The store's sizes implied by a plan (the quantities of docs/reference-code.md 1.3's statistics table)."""
     train = [t for t in plan.tasks if t.train_pairs]
     test = [t for t in plan.tasks if t.test_pairs]
     train_puzzles = sum(len(t.tids) for t in train)

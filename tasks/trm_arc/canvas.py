@@ -1,6 +1,6 @@
 """ARC grids <-> 30x30 token canvases with the EOS border, and the evaluator's crop.
 
-REFERENCE.md 1.3 ("Tokenisation") and 7 ("Per example", step 2). Tokens: PAD 0, EOS 1, colour c -> c + 2, so the
+docs/reference-code.md 1.3 ("Tokenisation") and 7 ("Per example", step 2). Tokens: PAD 0, EOS 1, colour c -> c + 2, so the
 vocabulary has 12 tokens and a flattened canvas 900. A grid of size h x w placed at (r0, c0) gets an L-shaped EOS
 border: the row segment just below it and the column segment just right of it (each only where it still lies on the
 canvas); the corner stays PAD. PAD cells are ignored by the loss; EOS cells are supervised, which teaches the model

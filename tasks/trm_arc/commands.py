@@ -1,6 +1,6 @@
 """``trm arc ...``: the ARC plugin's commands (added through the ``trm_commands`` hook).
 
-``trm arc check-leakage`` reports test answers found among the training examples (REFERENCE.md 1.3 and 10.4:
+``trm arc check-leakage`` reports test answers found among the training examples (docs/reference-code.md 1.3 and 10.4:
 ARC-AGI-2's training2 holds 376 ARC-AGI-1 evaluation tasks). It exits 1 when leakage is found, so scripts can stop.
 ``trm arc stats`` prints the sizes a build would have, without writing anything.
 """

@@ -1,6 +1,6 @@
 """The ``arc_vote`` evaluator: de-augment predictions, vote across versions, pass@K, Kaggle submission.
 
-REFERENCE.md 7 (ARC) and 10.5. For every valid row of the test split: crop the predicted and the input canvas,
+docs/reference-code.md 7 (ARC) and 10.5. For every valid row of the test split: crop the predicted and the input canvas,
 undo the version's dihedral transform and colour map (parsed from its identifier name), find which test input of
 which held-out task the de-augmented input is, and vote for the de-augmented prediction.
 
@@ -13,7 +13,7 @@ Two flavours of every score, clearly named:
 The training loop builds the evaluator once per run and calls ``compute()`` after each evaluation pass; the next
 ``update()`` after a ``compute()`` starts a new round. Every process receives the same gathered batches, so every
 process computes the same numbers; artefacts are written only by ``write()``. No torch.distributed is needed
-(the reference requires it even on one GPU, REFERENCE.md 10.7).
+(the reference requires it even on one GPU, docs/reference-code.md 10.7).
 """
 
 from __future__ import annotations

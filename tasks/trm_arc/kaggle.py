@@ -1,6 +1,6 @@
 """Reading ARC tasks in the Kaggle format: ``<prefix>_<subset>_challenges.json`` and ``_solutions.json``.
 
-REFERENCE.md 1.3 ("Raw JSON"). A challenges file maps task id -> ``{"train": [{"input", "output"}...],
+docs/reference-code.md 1.3 ("Raw JSON"). A challenges file maps task id -> ``{"train": [{"input", "output"}...],
 "test": [{"input"}...]}``; a solutions file maps task id -> one output grid per test input. A hidden (competition)
 subset may have no solutions file; its test outputs are then unknown (``None`` here, the dummy grid ``[[0]]`` in
 the store, as the reference). Every grid is checked: rectangular, 1..30 on each side, colours integers 0..9;

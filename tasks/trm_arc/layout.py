@@ -2,7 +2,7 @@
 
 Same result as calling ``canvas.grid_to_canvas`` on ``augment_grid(grid, tid, colour_map)`` for each example and
 version (tests/test_arc.py checks that), but each dihedral id's cell positions, EOS positions and pre-map colours are
-computed once per task; a block of versions is then one fancy-indexed assignment. REFERENCE.md 1.3
+computed once per task; a block of versions is then one fancy-indexed assignment. docs/reference-code.md 1.3
 ("Tokenisation"): input and output share the example's offset; the train split translates every example but one
 (``no_aug_id``) per version, the test split translates nothing.
 """

@@ -1,10 +1,10 @@
 """Leakage check: do test pairs (or their augmented versions) appear among the training examples?
 
-REFERENCE.md 1.3 and 10.4: ARC-AGI-2's ``training2`` holds 376 of ARC-AGI-1's 400 evaluation tasks, test pairs
+docs/reference-code.md 1.3 and 10.4: ARC-AGI-2's ``training2`` holds 376 of ARC-AGI-1's 400 evaluation tasks, test pairs
 included, so training on it and scoring on ARC-AGI-1 evaluation is contaminated. This module compares every test
 pair whose answer is known with every training example, three ways:
 
-* ``exact``: the same (input, output) pair, grid hashes equal (REFERENCE.md's grid hash);
+* ``exact``: the same (input, output) pair, grid hashes equal (docs/reference-code.md's grid hash);
 * ``augmented``: equal up to a dihedral transform and a colour permutation with black fixed (what the builder's
   augmentation could turn one into the other), via a canonical form;
 * ``output``: the test output grid appears as some training output (weaker: small or blank grids recur innocently;

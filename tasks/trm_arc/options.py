@@ -13,7 +13,7 @@ def _help(text: str) -> dict[str, str]:
 
 @attrs.frozen
 class ArcOptions:
-    """How to build an ARC store. Defaults reproduce the reference's ARC-AGI-1 build (REFERENCE.md 1.3)."""
+    """How to build an ARC store. Defaults reproduce the reference's ARC-AGI-1 build (docs/reference-code.md 1.3)."""
 
     source: str = attrs.field(default="", metadata=_help(
         "directory holding <file_prefix>_<subset>_challenges.json and _solutions.json (Kaggle format)"))
@@ -47,7 +47,7 @@ class ArcOptions:
 
 @attrs.frozen
 class ArcVoteOptions:
-    """How ``arc_vote`` scores and what it writes (REFERENCE.md 7)."""
+    """How ``arc_vote`` scores and what it writes (docs/reference-code.md 7)."""
 
     pass_at: list[int] = attrs.field(factory=lambda: [1, 2, 5, 10, 100, 1000], metadata=_help(
         "K values of pass@K (the paper reports pass@2)"))

@@ -1,4 +1,4 @@
-"""The Kaggle ARC Prize submission file (REFERENCE.md 7, "Submission"; 10.7).
+"""The Kaggle ARC Prize submission file (docs/reference-code.md 7, "Submission"; 10.7).
 
 ``{task_id: [{"attempt_1": grid, "attempt_2": grid}, ...]}`` with one entry per test input, in order, for every
 held-out task. Unlike the reference, a test input without predictions gets the fallback grid instead of being

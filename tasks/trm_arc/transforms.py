@@ -1,6 +1,6 @@
 """ARC grid transforms: the 8 dihedral transforms, colour permutations with black fixed, and their inverses.
 
-REFERENCE.md 1.3 ("Augmentation") and 7 ("Per example", step 3). A version of a task is named
+docs/reference-code.md 1.3 ("Augmentation") and 7 ("Per example", step 3). A version of a task is named
 ``<task_id>|||t<tid>|||<10-digit colour map>``; the original keeps its plain id. The forward transform applies the
 colour map first and then the dihedral transform (they commute: the colour map acts cell by cell); the inverse
 undoes the dihedral transform and then the colour map. The transforms themselves are trm.symmetry's (shared by every

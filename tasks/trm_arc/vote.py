@@ -1,4 +1,4 @@
-"""Voting over augmented versions and pass@K (REFERENCE.md 7, "Aggregation"; 10.5).
+"""Voting over augmented versions and pass@K (docs/reference-code.md 7, "Aggregation"; 10.5).
 
 Each test input of each held-out task collects candidate answers (de-augmented predicted grids). A candidate's
 score is its vote count; ties are broken by its mean sigmoid(q_halt), which is not a weight. pass@K counts a test

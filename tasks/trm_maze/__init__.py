@@ -3,7 +3,7 @@
 Registered through the ``trm`` entry-point group (``maze = "trm_maze"``) exactly like a third-party plugin. Modules:
 ``grid`` (charset, tokens, BFS, path checks), ``dihedral`` (the 8 transforms), ``csv_source`` (the CSV format),
 ``generate`` (hard mazes with a minimum shortest path), ``build`` (writing the store), ``evaluator`` (``maze_path``)
-and ``render`` (text pictures). docs/tasks/maze.md describes all of it; REFERENCE.md 1.2, 1.3, 7 and 10.4 are the
+and ``render`` (text pictures). docs/tasks/maze.md describes all of it; docs/reference-code.md 1.2, 1.3, 7 and 10.4 are the
 specification.
 """
 

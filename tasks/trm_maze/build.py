@@ -1,9 +1,9 @@
 """Writing a maze store: CSV or generated mazes -> groups of puzzles through trm's dataset writer.
 
-Follows the reference's ``build_maze_dataset.py`` (REFERENCE.md 1.2): tokens PAD 0 + ``"# SGo"`` as 1..5 (vocab 6),
+Follows the reference's ``build_maze_dataset.py`` (docs/reference-code.md 1.2): tokens PAD 0 + ``"# SGo"`` as 1..5 (vocab 6),
 seq_len side*side, labels the full answer grid (nothing ignored), one group per maze, every puzzle identifier 0 so
 all mazes share the single puzzle-embedding row (``num_puzzle_identifiers`` = 1, only ``"<blank>"``). With
-``dihedral_aug`` a training group holds the 8 dihedral versions (ids 0..7 in order, REFERENCE.md 1.3); the test
+``dihedral_aug`` a training group holds the 8 dihedral versions (ids 0..7 in order, docs/reference-code.md 1.3); the test
 split is never augmented. Differences from the reference: the training subsample is seeded, and every label is
 checked to be a BFS-shortest path (``verify``).
 """

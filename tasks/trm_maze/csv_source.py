@@ -1,4 +1,4 @@
-"""Reading the Maze-Hard CSV format: ``source,question,answer,rating`` (REFERENCE.md 1.2, data/maze/SOURCE.md).
+"""Reading the Maze-Hard CSV format: ``source,question,answer,rating`` (docs/reference-code.md 1.2, data/maze/SOURCE.md).
 
 ``question`` and ``answer`` are row-major square grids over ``"# SGo"`` (900 characters for 30x30). Fields are
 unquoted and contain spaces, so nothing is stripped. ``source`` and ``rating`` are not used: the rating of the

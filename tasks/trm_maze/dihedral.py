@@ -1,4 +1,4 @@
-"""The 8 dihedral transforms of a square grid, with the reference's ids (REFERENCE.md 1.3), from trm.symmetry.
+"""The 8 dihedral transforms of a square grid, with the reference's ids (docs/reference-code.md 1.3), from trm.symmetry.
 
 Ids: 0 identity, 1 ``np.rot90`` (k=1, counter-clockwise), 2 rot180, 3 rot270, 4 left-right mirror, 5 up-down
 mirror, 6 transpose, 7 anti-transpose (``np.fliplr(np.rot90(grid))``). ``INVERSE[tid]`` undoes ``tid``:

@@ -1,6 +1,6 @@
 """The ``maze_path`` evaluator: exact accuracy as the paper reports it, plus how close wrong answers come.
 
-Exact accuracy is the reference's metric (REFERENCE.md 7): the step-16 argmax equals the label at every supervised
+Exact accuracy is the reference's metric (docs/reference-code.md 7): the step-16 argmax equals the label at every supervised
 cell. A maze can have several shortest paths and the label is one of them, so exact accuracy alone hides a model
 that finds *a* shortest path but not the labelled one (common with dihedral augmentation, which changes how ties
 are broken). The path metrics judge the predicted ``o`` cells against the maze itself, by BFS:

@@ -1,6 +1,6 @@
 """An offline generator of hard mazes: square grids whose shortest S-to-G path is at least a chosen length.
 
-Maze-Hard (REFERENCE.md 1.2, data/maze/SOURCE.md) is 30x30 grids of scattered walls (28-45% of cells, no border)
+Maze-Hard (docs/reference-code.md 1.2, data/maze/SOURCE.md) is 30x30 grids of scattered walls (28-45% of cells, no border)
 whose shortest path is at least 109 moves ("difficulty exceeds 110" counting S and G). Its mazes came from Lehnert
 et al.'s generator, which we do not have. Scattering walls at random almost never gives such long paths (measured
 on 40 grids per density in 0.30-0.45: at most 2 of 40 had *any* pair of cells 109 moves apart, by double BFS sweep),

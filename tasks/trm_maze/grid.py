@@ -1,6 +1,6 @@
 """Maze grids: the character set, tokens, and breadth-first search over open cells.
 
-A maze is a square grid of characters from ``"# SGo"`` (REFERENCE.md 1.2): ``#`` wall, space open, ``S`` start,
+A maze is a square grid of characters from ``"# SGo"`` (docs/reference-code.md 1.2): ``#`` wall, space open, ``S`` start,
 ``G`` goal, ``o`` a cell of the labelled path (answers only). Tokens follow the reference builder: PAD 0, then the
 characters in that order as 1..5, so vocab 6 and seq_len = side * side (900 for Maze-Hard).
 

@@ -16,7 +16,7 @@ _at_least_one = attrs.validators.ge(1)
 
 @attrs.frozen
 class MazeOptions:
-    """How to build a maze store. Defaults build the reference's Maze-Hard layout (REFERENCE.md 1.2)."""
+    """How to build a maze store. Defaults build the reference's Maze-Hard layout (docs/reference-code.md 1.2)."""
 
     source: str = attrs.field(default="generate", metadata=_help(
         "'generate' (the built-in generator), a directory holding the CSVs, or the training CSV file itself"))

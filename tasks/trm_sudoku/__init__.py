@@ -1,4 +1,4 @@
-"""The ``sudoku`` task: Sudoku-Extreme CSV files or generated boards -> a trm dataset store (REFERENCE.md 1.1).
+"""The ``sudoku`` task: Sudoku-Extreme CSV files or generated boards -> a trm dataset store (docs/reference-code.md 1.1).
 
 Tokens: PAD 0, blank 1, digits 1..9 as tokens 2..10 (vocab 11 for every board size; seq_len = size*size). Labels
 are the full solution; no cell is ignored. Every puzzle shares identifier 0 (one learned puzzle embedding), as in

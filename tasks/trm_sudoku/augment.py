@@ -1,4 +1,4 @@
-"""Validity-preserving Sudoku shuffles (REFERENCE.md 1.1), generalised to 4x4 and 6x6 boards.
+"""Validity-preserving Sudoku shuffles (docs/reference-code.md 1.1), generalised to 4x4 and 6x6 boards.
 
 One shuffle applies the same transform to a puzzle and its solution, drawn in the reference's order:
 1. a digit relabelling (a permutation of 1..size; blank 0 stays 0: :func:`trm.symmetry.random_value_maps`);

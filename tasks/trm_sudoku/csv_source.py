@@ -1,4 +1,4 @@
-"""Reading Sudoku-Extreme CSV files (``source,question,answer,rating``; REFERENCE.md 1.1).
+"""Reading Sudoku-Extreme CSV files (``source,question,answer,rating``; docs/reference-code.md 1.1).
 
 ``question`` is a row-major board with ``.`` or ``0`` for a blank cell, ``answer`` the solved board; both have
 size*size characters. Files must be UTF-8 (a byte-order mark is accepted); every answer is checked to be a valid
