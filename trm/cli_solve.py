@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from trm.cli_train import halting_options
 from trm.errors import UserError
 
 
@@ -91,15 +92,7 @@ def print_solved(solved: Any, loaded: Any, halting: str, heading: bool) -> None:
 @click.command("solve")
 @click.argument("target", type=click.Path())
 @click.argument("puzzle")
-@click.option("--halting", type=click.Choice(["adaptive", "fixed"]), default=None,
-              help="adaptive: a puzzle stops when the halting rule says so (at --max-steps at the latest); fixed: "
-                   "always --max-steps. Default: the recipe's eval.halting, as trm eval.")
-@click.option("--max-steps", type=click.IntRange(min=1), default=None,
-              help="The depth cap (adaptive) or the depth (fixed); may exceed training's (test-time depth). "
-                   "Default: eval.max_steps, else the halting strategy's max_steps.")
-@click.option("--halt-threshold", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
-              help="Adaptive only: stop when the halting confidence sigmoid(logit) exceeds this (default: the "
-                   "recipe's eval.halt_threshold, else the strategy's rule).")
+@halting_options
 @click.option("--trajectory", type=click.Path(dir_okay=False), default=None,
               help="Draw the answer after every step to this .png or .gif (several puzzles: name-1.png, ...).")
 @click.option("--json", "as_json_flag", is_flag=True, help="Print a machine-readable result instead of text.")

@@ -58,19 +58,29 @@ def _depths(value: str | None) -> list[int] | None:
     return depths
 
 
+def halting_options(command):
+    """--halting, --max-steps and --halt-threshold, as trm eval and trm solve take them (docs/cli.md)."""
+    options = [
+        click.option("--halting", type=click.Choice(["adaptive", "fixed"]), default=None,
+                     help="adaptive: each example stops when the halting rule says so (at --max-steps at the latest); "
+                          "fixed: every example takes --max-steps steps. Default: the recipe's eval.halting."),
+        click.option("--max-steps", type=click.IntRange(min=1), default=None,
+                     help="The depth cap (adaptive) or the depth (fixed); may exceed training's (test-time depth). "
+                          "Default: eval.max_steps, else the halting strategy's max_steps."),
+        click.option("--halt-threshold", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+                     default=None, help="Adaptive only: stop when the halting confidence sigmoid(logit) exceeds this "
+                                        "(default: the recipe's eval.halt_threshold, else the strategy's rule, 0.5)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.command("eval")
 @click.argument("target", type=click.Path())
 @click.argument("overrides", nargs=-1)
 @click.option("--split", default=None, help="Split of the store to evaluate (default: the recipe's eval.split).")
-@click.option("--halting", type=click.Choice(["adaptive", "fixed"]), default=None,
-              help="adaptive: each example stops when the halting rule says so (at --max-steps at the latest); "
-                   "fixed: every example takes --max-steps steps. Default: the recipe's eval.halting.")
-@click.option("--max-steps", type=click.IntRange(min=1), default=None,
-              help="The depth cap (adaptive) or the depth (fixed); may exceed training's (test-time depth). "
-                   "Default: eval.max_steps, else the halting strategy's max_steps.")
-@click.option("--halt-threshold", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
-              help="Adaptive only: stop when the halting confidence sigmoid(logit) exceeds this (default: the "
-                   "strategy's rule, 0.5).")
+@halting_options
 @click.option("--depth-curve", "depth_curve", default=None, metavar="N,N,...",
               help="Evaluate at each of these fixed depths and adaptively (capped at the largest); writes "
                    "depth_curve.json/.csv/.png (in the run's eval/ folder, or --out-dir).")

@@ -32,6 +32,7 @@ from typing import Any, Iterator
 import attrs
 
 from trm.errors import UserError
+from trm.store_write import publish_directory
 
 FETCH_PREFIX = "fetch:"
 MANIFEST = "FETCHED.json"
@@ -279,7 +280,7 @@ def fetch(dataset: Dataset, *, cache: Path | None = None, show_progress: bool = 
                 shutil.rmtree(staging, ignore_errors=True)  # nothing to resume from
             raise
         _write_manifest(staging / "out", dataset, records)
-        _publish(staging / "out", folder)
+        publish_directory(staging / "out", folder)
         shutil.rmtree(staging, ignore_errors=True)
     _say(f"{dataset.name}: ready in {folder}")
     return folder
@@ -537,7 +538,7 @@ def _combine(datasets: list[Dataset], folders: list[Path], cache: Path) -> Path:
         for pinned in dataset.source.files:
             shutil.copyfile(folder / pinned.name, staging / pinned.name)
     (staging / MANIFEST).write_text(json.dumps({"name": name, "parts": sources}, indent=2))
-    _publish(staging, target)
+    publish_directory(staging, target)
     return target
 
 
@@ -579,18 +580,6 @@ def _write_manifest(folder: Path, dataset: Dataset, records: dict[str, dict]) ->
     temporary = folder / f".{MANIFEST}.tmp"
     temporary.write_text(json.dumps(manifest, indent=2))
     os.replace(temporary, folder / MANIFEST)
-
-
-def _publish(staging: Path, folder: Path) -> None:
-    """Move a complete ``staging`` directory to ``folder`` in one rename (an older copy is replaced)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    if folder.exists():
-        retired = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-        folder.rename(retired)
-        staging.rename(folder)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(folder)
 
 
 @contextlib.contextmanager

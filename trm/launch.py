@@ -130,20 +130,14 @@ def _run(trainer: Trainer, *, created: bool = False) -> dict[str, float]:
         elif trainer.is_main and not isinstance(exc, EvaluationFailed):  # that one says what is kept itself
             # A plugin (or a user error found late, in an evaluator say) ended the run: say what is kept. The CLI
             # then prints the error itself in one line.
-            try:
-                kept = f"its last checkpoint is {find_checkpoint(trainer.run_dir).name}; once the cause is fixed, " \
-                       f"continue with `trm run --resume {trainer.run_dir}` or evaluate it with `trm eval {trainer.run_dir}`"
-            except UserError:
-                kept = "no checkpoint was written yet"
+            kept = _last_checkpoint(trainer.run_dir, "its last checkpoint is {}; once the cause is fixed, continue with "
+                                    f"`trm run --resume {trainer.run_dir}` or evaluate it with `trm eval {trainer.run_dir}`")
             print(f"trm: the run {trainer.run_dir} stopped at step {trainer.step}: {kept}", file=sys.stderr, flush=True)
         raise
     except KeyboardInterrupt:
         if trainer.is_main:
-            try:
-                last = f"the last checkpoint is {find_checkpoint(trainer.run_dir).name}; continue with " \
-                       f"`trm run --resume {trainer.run_dir}`"
-            except UserError:
-                last = "no checkpoint was written yet"
+            last = _last_checkpoint(trainer.run_dir,
+                                    f"the last checkpoint is {{}}; continue with `trm run --resume {trainer.run_dir}`")
             print(f"\ninterrupted at step {trainer.step}: {last}", file=sys.stderr, flush=True)
         raise SystemExit(130) from None
 
@@ -167,3 +161,11 @@ def _write_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
     temporary.write_text(text)
     os.replace(temporary, path)
+
+
+def _last_checkpoint(run_dir: Path, sentence: str) -> str:
+    """``sentence`` with the latest checkpoint's name in its ``{}``, or that none was written yet."""
+    try:
+        return sentence.format(find_checkpoint(run_dir).name)
+    except UserError:
+        return "no checkpoint was written yet"

@@ -347,13 +347,7 @@ def build_store(task_spec: Any, options: Any, out: Path, *, overwrite: bool = Fa
             "task": task_spec.name, "task_options": plain_options, "builder_version": str(task_spec.version),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "build_seconds": round(time.time() - started, 2),
         })
-        if out.exists():
-            retired = out.with_name(f"{out.name}.old-{os.getpid()}")
-            out.rename(retired)
-            partial.rename(out)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            partial.rename(out)
+        publish_directory(partial, out)
     except OSError as error:
         shutil.rmtree(partial, ignore_errors=True)
         if error.errno in _DISK_FULL:
@@ -365,3 +359,16 @@ def build_store(task_spec: Any, options: Any, out: Path, *, overwrite: bool = Fa
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return open_store(out).info
+
+
+def publish_directory(staging: Path, target: Path) -> None:
+    """Move a complete ``staging`` directory to ``target`` by renames; an existing ``target`` is replaced, and is
+    kept as ``<name>.old-<pid>`` only between the two renames (interrupted builds' leftovers are named so)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        retired = target.with_name(f"{target.name}.old-{os.getpid()}")
+        target.rename(retired)
+        staging.rename(target)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(target)

@@ -35,16 +35,20 @@ def decode_utf8(data: bytes, path: Path | str) -> str:
         raise _not_utf8(path, data[start:], error, base=start) from None
 
 
+def _cannot_open(path: Path | str, what: str, exc: OSError) -> UserError:
+    if isinstance(exc, FileNotFoundError):
+        return UserError(f"{path}: {what} not found")
+    if isinstance(exc, IsADirectoryError):
+        return UserError(f"{path}: is a directory, expected a {what}")
+    return UserError(f"{path}: cannot read {what}: {exc.strerror}")
+
+
 def read_utf8(path: Path | str, what: str = "file") -> str:
     """The text of ``path``; :class:`UserError` naming the file when it is missing, unreadable or not UTF-8."""
     try:
         data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a {what}") from None
     except OSError as exc:
-        raise UserError(f"{path}: cannot read {what}: {exc.strerror}") from None
+        raise _cannot_open(path, what, exc) from None
     return decode_utf8(data, path)
 
 
@@ -68,12 +72,8 @@ def open_utf8_lines(path: Path | str, what: str = "file") -> Iterator[str]:
     when the iterator is exhausted or garbage collected."""
     try:
         handle = open(path, "rb")
-    except FileNotFoundError:
-        raise UserError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a {what}") from None
     except OSError as exc:
-        raise UserError(f"{path}: cannot read {what}: {exc.strerror}") from None
+        raise _cannot_open(path, what, exc) from None
 
     def lines() -> Iterator[str]:
         with handle:
