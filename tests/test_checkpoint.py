@@ -7,7 +7,8 @@ import torch
 
 from trm.checkpoint import find_checkpoint, flatten, read_checkpoint, unflatten, write_checkpoint
 from trm.errors import UserError
-from trm.train_parts import EMA, plan_batches
+from trm.data import plan_batches
+from trm.optim import EMA
 
 
 def test_flatten_round_trip_keeps_structure_and_tensors():

@@ -106,7 +106,7 @@ def test_plugin_option_validator_is_one_clean_line(tmp_path):
 def test_eval_refuses_counts_below_one(tmp_path, option, value):
     result = trm("eval", str(tmp_path), option, value)  # checked before the run directory is even looked at
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    # trm.evaluation_run's own message, or click's IntRange usage error where the option declares the range
+    # trm.cli.evaluate's own message, or click's IntRange usage error where the option declares the range
     assert f"{option}: must be >= 1 (got {value})" in result.stderr or (
         f"'{option}': {value} is not in the range x>=1" in result.stderr)
 

@@ -179,7 +179,7 @@ def test_data_bench_rejects_counts_below_one(store, kwargs, message):
 def test_data_bench_cli_rejects_zero_batches_and_describes_seed(store):
     from click.testing import CliRunner
 
-    from trm.cli_data import data
+    from trm.cli.data import data
 
     result = CliRunner().invoke(data, ["bench", str(store.path), "--batches", "0"])
     assert result.exit_code == 2 and "Invalid value for '--batches'" in result.output

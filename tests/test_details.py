@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from trm import cli as cli_module
-from trm.cli import describe_validator
+from trm.cli.plugins import describe_validator
 from trm.config import load_recipe
 from trm.errors import RecipeError
 

@@ -20,7 +20,7 @@ SUDOKU_BLUE = (31, 95, 191)  # the model's digits on a Sudoku board
 
 @pytest.fixture(scope="module")
 def report(tiny_sudoku_run, tmp_path_factory):
-    from trm.report import build_report
+    from trm.cli.report import build_report
 
     return build_report(tiny_sudoku_run, tmp_path_factory.mktemp("report") / "report.html", trajectories=2)
 

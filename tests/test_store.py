@@ -11,7 +11,7 @@ import pytest
 
 from trm import store as store_module
 from trm.errors import UserError
-from trm.cli_data import describe
+from trm.cli.data import describe
 from trm.store import open_store
 from trm.store_write import build_store
 from trm.types import TaskSpec

@@ -21,7 +21,7 @@ from trm.cli import cli
 from trm.errors import UserError
 from trm.store import open_store
 from trm.store_check import StoreDamaged, check_structure, verify_store
-from trm.store_rows import RowArray
+from trm.store import RowArray
 from trm.store_write import build_store
 from trm.types import TaskSpec
 
@@ -301,7 +301,7 @@ def test_overwrite_replaces_a_store_and_an_empty_directory_is_used(tmp_path):
 
 
 def test_run_dir_refuses_a_foreign_directory(tmp_path):
-    from trm.launch import check_run_dir
+    from trm.cli.train import check_run_dir
 
     foreign = tmp_path / "data"
     foreign.mkdir()

@@ -125,11 +125,10 @@ def load(path: str | Path, *, device: str | torch.device | None = None, use_ema:
     ``use_ema`` writes the EMA weights over the live ones when the checkpoint has them (what evaluation uses).
     ``device`` defaults to CUDA when available; the compute dtype follows the recipe (auto: bf16 on CUDA).
     """
-    from trm.build import task_dims
+    from trm.build import model_from_checkpoint, task_dims
     from trm.checkpoint import find_checkpoint, read_checkpoint
     from trm.config import load_recipe
     from trm.types import TaskDims
-    from trm.evaluation_run import model_from_checkpoint
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     checkpoint = find_checkpoint(Path(path))

@@ -1,7 +1,8 @@
-"""From a validated recipe to live objects: the store, the task's sizes, the backbone, halting strategy and model.
+"""From a validated recipe to live objects: the store, the task's sizes, the backbone, halting strategy and model;
+and a trained model from a checkpoint (:func:`model_from_checkpoint`: the one place weights are loaded into a model).
 
-Shared by ``trm run``, ``trm eval``, ``trm recipe show`` and the Python API, so that every path builds the model the
-same way. Plugins are looked up by name here, at build time; nothing here runs inside the training step.
+Shared by ``trm run``, ``trm eval``, ``trm solve``, ``trm recipe show``, ``trm convert`` and the Python API, so that
+every path builds and loads the model the same way. Plugins are looked up by name here, at build time; nothing here runs inside the training step.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import torch
 
+from trm.checkpoint import read_checkpoint
 from trm.errors import UserError
 from trm.plugins import registry
 from trm.types import BackboneShape, TaskDims
@@ -131,3 +133,24 @@ def recipe_summary(recipe: Any) -> list[str]:
     if dims.num_puzzle_identifiers is None:
         lines.append("puzzle identifiers: known once the store is built (the table above assumes 1 row)")
     return lines
+
+
+def load_trained_model(checkpoint: Path, recipe: Any, dims: TaskDims, device: torch.device, *, use_ema: bool = True) -> Any:
+    """The recipe's model with the checkpoint's weights (EMA ones written over the live ones when asked)."""
+    parts = read_checkpoint(checkpoint, map_location=device)
+    return model_from_checkpoint(parts, recipe, dims, device, use_ema=use_ema), parts
+
+
+def model_from_checkpoint(parts: dict[str, Any], recipe: Any, dims: TaskDims, device: torch.device, *,
+                          use_ema: bool = True) -> Any:
+    """Build the recipe's model on ``device`` from read checkpoint ``parts``, in eval mode (EMA weights if asked)."""
+    with torch.device(device):
+        model = build_model(recipe, dims, dtype=forward_dtype(recipe.model.forward_dtype, device))
+    model.load_state_dict(parts["model"])
+    if use_ema and parts["ema"] is not None:
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for name, value in parts["ema"].items():
+                params[name].copy_(value)
+    model.eval()
+    return model

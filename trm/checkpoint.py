@@ -12,6 +12,12 @@ A checkpoint ``RUN_DIR/checkpoints/step_<N>/`` holds
 It is written under a temporary name and renamed into place, then ``checkpoints/latest`` is replaced atomically: a
 crash at any moment leaves either the previous checkpoint or the new one, never half of one. Accelerate's
 ``save_state`` is not used because its RNG and optimizer files are pickles (see docs/training.md).
+
+Per-process state (the end of this module) is what a checkpoint keeps of each process for an exact resume
+(docs/training.md, "Checkpoints"): the persistent ACT carries of its micro-batches (docs/reference-code.md 4) and its
+random-number generators, which drive the exploration draws and differ per process (seeded with seed + rank,
+as the reference does). The main process writes the checkpoint, so every process's state is first gathered to it
+(``torch.distributed.gather_object``: CPU copies, in memory only; the files themselves never hold a pickle).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -215,3 +222,71 @@ def _read_part(path: Path, read: Any) -> Any:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         kind = "truncated" if isinstance(exc, EOFError) else type(exc).__name__
         raise UserError(f"{path}: damaged checkpoint file ({kind}{': ' + detail if detail else ''})") from None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# per-process state: ACT carries and RNG streams
+# --------------------------------------------------------------------------------------------------------------
+
+
+def carry_state(carry: Any) -> Any:
+    """A carry as a plain dict of its fields (``None`` stays ``None``)."""
+    if carry is None:
+        return None
+    if attrs.has(type(carry)):
+        return {f.name: getattr(carry, f.name) for f in attrs.fields(type(carry))}
+    if hasattr(carry, "_asdict"):
+        return dict(carry._asdict())
+    if hasattr(carry, "__dataclass_fields__"):
+        return {name: getattr(carry, name) for name in carry.__dataclass_fields__}
+    return carry
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_cpu(item) for item in value]
+    return value
+
+
+def capture_process_state(carries: list[Any]) -> dict[str, Any]:
+    """This process's carries and RNG states, copied to the host."""
+    return {
+        "carries": [_to_cpu(carry_state(carry)) for carry in carries],
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+    }
+
+
+def gather_process_states(state: dict[str, Any], accelerator: Any) -> list[dict[str, Any]] | None:
+    """Every process's ``state``, in rank order, on the main process; ``None`` elsewhere. A collective call."""
+    if accelerator.num_processes == 1:
+        return [state]
+    import torch.distributed as dist
+
+    gathered: list[Any] | None = [None] * accelerator.num_processes if accelerator.is_main_process else None
+    dist.gather_object(state, gathered, dst=0)
+    return gathered
+
+
+def restore_process_state(state: dict[str, Any], device: torch.device) -> list[Any]:
+    """Set this process's RNG states from ``state``; returns its carries on ``device``."""
+    from trm.engine import Carry
+
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu())
+    carries = []
+    for carry in state.get("carries") or []:
+        carries.append(None if carry is None else Carry(**{
+            key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in carry.items()
+        }))
+    return carries
+
+
+def reseed_process(seed: int, rank: int, step: int) -> None:
+    """RNG streams for a resume on another process count: distinct per process and per resume point."""
+    torch.manual_seed(hash((seed, rank, step)) & 0x7FFF_FFFF)

@@ -20,11 +20,13 @@ from typing import Any, Literal, Mapping, Sequence
 
 import attrs
 import yaml
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
 from trm.errors import RecipeError, UserError
 from trm.plugins import PluginHost, get_host
-from trm.structuring import GENERIC_QUOTE_HINT, describe, explain, make_converter, messages, problem
+from trm.structuring import (GENERIC_QUOTE_HINT, describe, explain, make_converter, recipe_to_dict, structure,
+                             structure_options)
+from trm.store import DATA_ROOT_ENV, DEFAULT_DATA_ROOT, data_root, resolve_store_path  # noqa: F401  (named here too)
 from trm.textfiles import read_utf8
 
 __all__ = ["Recipe", "RecipeError", "load_recipe", "data_root", "resolve_store_path", "DATA_ROOT_ENV", "parse_value", "structure_options", "dump_recipe", "recipe_to_dict",
@@ -338,36 +340,7 @@ def _check_section_keys(value: dict) -> dict:
 
 
 def _structure(data: Any, cls: type, path: str) -> tuple[Any, list[str]]:
-    if not isinstance(data, dict):
-        return None, [f"{path}: expected a mapping, got {describe(data)}"]
-    try:
-        return converter.structure(data, cls), []
-    except (ClassValidationError, IterableValidationError) as exc:
-        return None, list(messages(exc, path))
-    except (TypeError, ValueError) as exc:
-        return None, [problem(path, exc)]
-
-
-def structure_options(options_class: type, mapping: Any, path: str = "$.options") -> Any:
-    """``mapping`` structured strictly into ``options_class``; :class:`RecipeError` listing every problem."""
-    value, problems = _structure(mapping if mapping is not None else {}, options_class, path)
-    if problems:
-        raise RecipeError(problems)
-    return value
-
-
-def recipe_to_dict(value: Any) -> Any:
-    """Plain YAML-friendly data (tuples become lists) from a recipe or any attrs object."""
-    plain = converter.unstructure(value)
-
-    def fix(item: Any) -> Any:
-        if isinstance(item, dict):
-            return {key: fix(val) for key, val in item.items()}
-        if isinstance(item, (list, tuple)):
-            return [fix(val) for val in item]
-        return item
-
-    return fix(plain)
+    return structure(data, cls, path, converter)
 
 
 def dump_recipe(recipe: Any) -> str:
@@ -477,38 +450,6 @@ def load_plugin_files(path: str | Path, host: PluginHost | None = None) -> None:
 # --------------------------------------------------------------------------------------------------------------
 # The data root: where relative data.store paths live.
 # --------------------------------------------------------------------------------------------------------------
-
-DATA_ROOT_ENV = "TRM_DATA_ROOT"
-DEFAULT_DATA_ROOT = "data"
-
-
-def data_root() -> Path:
-    """The folder relative ``data.store`` paths are under: ``$TRM_DATA_ROOT`` (``trm --data-root``), else ``./data``.
-
-    Returned absolute, resolved against the working directory at the time of the call.
-    """
-    value = os.environ.get(DATA_ROOT_ENV, "").strip()
-    return Path(os.path.abspath(Path(value or DEFAULT_DATA_ROOT).expanduser()))
-
-
-def resolve_store_path(store: str | os.PathLike) -> Path:
-    """The absolute path a recipe's ``data.store`` names (docs/datasets.md, "The data root").
-
-    Absolute paths (``~`` expanded) stay; ``./x`` and ``../x`` are relative to the working directory; ``data/x`` and
-    plain ``x`` are ``x`` under the data root (``data/`` was the data root's place before trm had one, so recipes
-    written that way keep naming the same store).
-    """
-    text = os.fspath(store)
-    path = Path(text).expanduser()
-    if path.is_absolute():
-        return Path(os.path.abspath(path))
-    if text == "." or text.startswith(("./", "../")) or text == "..":  # Path("./x") would lose the "./"
-        return Path(os.path.abspath(path))
-    parts = path.parts
-    if parts[:1] == (DEFAULT_DATA_ROOT,) and len(parts) > 1:
-        path = Path(*parts[1:])
-    return Path(os.path.abspath(data_root() / path))
-
 
 def with_resolved_store(recipe: Any) -> Any:
     """``recipe`` with ``data.store`` made absolute (what a run records, so ``trm eval`` works from anywhere)."""

@@ -1,5 +1,7 @@
 """Training and evaluation batches from a store split (docs/reference-code.md 2), deterministic given one seed.
 
+:func:`plan_batches` spreads the recipe's global batch over processes and micro-batches (:class:`BatchPlan`).
+
 Training (:class:`TrainLoader`, an infinite iterator): epoch e visits every group once in the order of a random
 permutation drawn from ``(seed, e)``; for each visited group one puzzle (augmented version) is drawn uniformly and
 all of its examples go into the batch together; when a puzzle has more examples than the batch has room for, a
@@ -27,12 +29,34 @@ import threading
 import weakref
 from typing import Any, Iterator
 
+import attrs
 import numpy as np
 import torch
 
 from trm.errors import UserError
 
 IGNORE_LABEL = -100  # what the loss ignores (docs/reference-code.md 1.0: label == ignore_label_id -> -100)
+
+
+@attrs.frozen
+class BatchPlan:
+    """How the recipe's global batch is spread over processes and accumulation steps."""
+
+    global_batch: int
+    processes: int
+    per_device: int
+    accumulation: int
+
+
+def plan_batches(global_batch: int, processes: int, per_device: int | None) -> BatchPlan:
+    if global_batch % processes:
+        raise UserError(f"train.global_batch_size={global_batch} is not divisible by the {processes} processes")
+    local = global_batch // processes
+    per_device = per_device or local
+    if local % per_device:
+        raise UserError(f"train.per_device_batch_size={per_device} does not divide the per-process batch {local}")
+    return BatchPlan(global_batch, processes, per_device, local // per_device)
+
 
 
 def _local_size(global_batch_size: int, world_size: int, rank: int) -> int:

@@ -4,11 +4,13 @@ Plugin code reports a user's mistake (a bad option value, a missing file, a malf
 :class:`UserError` (exported as ``trm.UserError``) with a message that names the file, key or value and says what was
 expected. Any other exception escaping a plugin is treated as a bug in that plugin: trm prints one line naming the
 plugin, its distribution and the error, and exits with :data:`EXIT_PLUGIN_BUG`. ``TRM_DEBUG=1`` prints the full
-traceback as well, for both kinds. docs/plugins.md ("Errors") is the reference.
+traceback as well, for both kinds. docs/plugins.md ("Errors") is the reference. :func:`did_you_mean` adds the
+close spelling to a message about an unknown name.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 
 EXIT_USER_ERROR = 2
@@ -41,3 +43,9 @@ class RecipeError(UserError):
 def debug_enabled() -> bool:
     """True when ``TRM_DEBUG`` asks for full tracebacks (any value but empty or ``0``)."""
     return os.environ.get(ENV_DEBUG, "").strip() not in ("", "0")
+
+
+def did_you_mean(name: str, candidates: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` when a close candidate exists, else an empty string."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

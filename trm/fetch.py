@@ -32,7 +32,7 @@ from typing import Any, Iterator
 import attrs
 
 from trm.errors import UserError
-from trm.store_write import publish_directory
+from trm.store import data_root, publish_directory
 
 FETCH_PREFIX = "fetch:"
 MANIFEST = "FETCHED.json"
@@ -40,10 +40,8 @@ CHUNK = 1 << 20
 
 
 def default_cache() -> Path:
-    """Where fetched raw datasets land: ``<data root>/raw`` (the data root of trm.config: ``$TRM_DATA_ROOT``,
+    """Where fetched raw datasets land: ``<data root>/raw`` (the data root of trm.store: ``$TRM_DATA_ROOT``,
     ``trm --data-root DIR``, else ``./data``)."""
-    from trm.config import data_root
-
     return data_root() / "raw"
 
 
@@ -184,7 +182,7 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
 
 
 def get_dataset(name: str) -> Dataset:
-    from trm.plugins import did_you_mean
+    from trm.errors import did_you_mean
 
     if name not in DATASETS:
         raise UserError(f"unknown dataset '{name}'{did_you_mean(name, list(DATASETS))} "

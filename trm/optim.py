@@ -5,16 +5,21 @@
   scale-invariant). AdamW (``torch.optim.AdamW``, the paper text's choice) is the alternative.
 * :class:`SparseSignSGD` for the puzzle-embedding table: per-example gradients of the batch's rows are gathered
   over processes, summed per identifier, and only touched rows move: ``w <- w (1 - lr wd) - lr sign(g)``.
+* :class:`EMA`: the exponential moving average of the dense weights (docs/reference-code.md 5: rate 0.999, evaluation
+  on the averaged weights).
 * :func:`lr_at`: linear warm-up from step 1, then constant (the reference: ``lr_min_ratio`` 1.0) or cosine.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 import torch
 import torch.distributed as dist
+
+from trm.errors import UserError
 
 
 class AdamATan2(torch.optim.Optimizer):
@@ -155,3 +160,41 @@ def lr_at(step: int, base_lr: float, *, warmup_steps: int, total_steps: int, sch
         raise ValueError(f"unknown schedule {schedule!r}; expected constant or cosine")
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return base_lr * (min_ratio + max(0.0, (1 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))))
+
+
+class EMA:
+    """Exponential moving average of the dense (trainable) parameters; the puzzle embeddings are not averaged."""
+
+    def __init__(self, model: torch.nn.Module, rate: float):
+        self.rate = rate
+        self.params = {name: p for name, p in model.named_parameters() if p.requires_grad and "puzzle_emb" not in name}
+        self.shadow = {name: p.detach().clone() for name, p in self.params.items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        names = list(self.params)
+        torch._foreach_lerp_([self.shadow[n] for n in names], [self.params[n].detach() for n in names], 1.0 - self.rate)
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        """Within the block the model holds the EMA weights; the live ones come back afterwards."""
+        live = {name: p.detach().clone() for name, p in self.params.items()}
+        with torch.no_grad():
+            for name, p in self.params.items():
+                p.copy_(self.shadow[name])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, p in self.params.items():
+                    p.copy_(live[name])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.shadow)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing = set(self.shadow) - set(state)
+        if missing:
+            raise UserError(f"checkpoint EMA lacks {sorted(missing)[:3]}...: it was written for another model")
+        for name in self.shadow:
+            self.shadow[name].copy_(state[name])

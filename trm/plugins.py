@@ -18,7 +18,6 @@ Patterned on simonw/llm's ``plugins.py`` and datasette's plugin host.
 
 from __future__ import annotations
 
-import difflib
 import importlib.metadata
 import importlib.util
 import os
@@ -31,7 +30,7 @@ import attrs
 import pluggy
 
 from trm import hookspecs
-from trm.errors import PluginError, UserError
+from trm.errors import PluginError, UserError, did_you_mean
 
 ENTRY_POINT_GROUP = "trm"
 ENV_LOAD = "TRM_LOAD_PLUGINS"
@@ -67,12 +66,6 @@ class FailedPlugin:
     distribution: str | None
     version: str | None
     error: str
-
-
-def did_you_mean(name: str, candidates: list[str] | tuple[str, ...]) -> str:
-    """`` (did you mean 'x'?)`` when a close candidate exists, else an empty string."""
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _env_names(variable: str) -> set[str] | None:

@@ -113,7 +113,7 @@ def shipped_recipes(host: Any = None) -> list[ShippedRecipe]:
 
 def find_recipe(name: str, host: Any = None) -> ShippedRecipe:
     """The shipped recipe ``NAME`` or ``ORIGIN:NAME``; a UserError saying what exists when there is none."""
-    from trm.plugins import did_you_mean
+    from trm.errors import did_you_mean
 
     origin, sep, stem = name.rpartition(":")
     for suffix in SUFFIXES:

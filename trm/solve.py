@@ -159,70 +159,11 @@ def solve_puzzles(model: Any, puzzles: Sequence[Puzzle], task: Any, context: Sol
 # --------------------------------------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class Loaded:
-    """A trained model ready to solve: the model, its recipe, its task plugin and the context for the task's hooks."""
-
-    model: Any
-    recipe: Any
-    task: Any
-    context: SolveContext
-    checkpoint: Path
-
-
-def load_for_solving(target: Path, *, device: str | None = None, use_ema: bool = True) -> Loaded:
-    """A run directory, a ``checkpoints/step_N`` folder or a converted reference run, ready for :func:`solve_puzzles`."""
-    import trm.api
-    from trm.checkpoint import find_checkpoint
-    from trm.plugins import registry
-
-    checkpoint = find_checkpoint(Path(target))
-    trained = trm.api.load(target, device=device or "cpu", use_ema=use_ema)
-    recipe = trained.recipe
-    task = registry("tasks").get(recipe.task.name)
-    store_info = None
-    store_path = Path(recipe.data.store)
-    if store_path.exists():
-        from trm.store import open_store
-
-        try:
-            store_info = open_store(store_path, expect_task=recipe.task.name).info
-        except UserError:  # a store of another task or a damaged one: solving does not need it
-            store_info = None
-    identifiers = trained.identifiers
-    if identifiers is None and store_info is not None:
-        identifiers = store_info.identifier_names
-    context = SolveContext(seq_len=trained.seq_len, vocab_size=int(trained.model.embed_tokens.weight.shape[0]),
-                           identifier_names=identifiers, task_options=recipe.task.options, store_info=store_info)
-    return Loaded(trained.model, recipe, task, context, checkpoint)
-
-
 def store_context(recipe: Any, info: Any) -> SolveContext:
     """The solving context of a run whose store is open (``trm eval --trajectories``, ``trm report``)."""
     return SolveContext(seq_len=info.seq_len, vocab_size=info.vocab_size,
                         identifier_names=info.identifier_names if info.num_puzzle_identifiers > 1 else None,
                         task_options=recipe.task.options, store_info=info)
-
-
-def default_max_steps(loaded: Loaded, max_steps: int | None) -> int:
-    """``--max-steps`` or, as ``trm eval``, the recipe's ``eval.max_steps`` or else the trained maximum."""
-    if max_steps is not None:
-        if max_steps < 1:
-            raise UserError(f"--max-steps: must be >= 1 (got {max_steps})")
-        return int(max_steps)
-    configured = getattr(loaded.recipe.eval, "max_steps", None)
-    return int(configured if configured is not None else loaded.model.halting.max_steps)
-
-
-def read_puzzles(loaded: Loaded, text: str) -> list[Puzzle]:
-    """The task's reading of the PUZZLE argument; a task without ``read_puzzles`` cannot be solved from text."""
-    if loaded.task.read_puzzles is None:
-        raise UserError(f"task '{loaded.task.name}' does not read puzzles (its plugin has no read_puzzles hook); "
-                        "use the Python API (trm.api) with token rows")
-    puzzles = loaded.task.read_puzzles(text, loaded.context)
-    if not puzzles:
-        raise UserError(f"{text}: no puzzle found")
-    return puzzles
 
 
 def eval_trajectories(model: Any, split: Any, task: Any, context: SolveContext, count: int, directory: Path, *,

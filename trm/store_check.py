@@ -21,20 +21,12 @@ from typing import Any, Callable, Iterator
 import google_crc32c
 import numpy as np
 
-from trm.errors import UserError
-from trm.store import SPLIT_NAMES, Store, StoreInfo, _open_array, _token_dtype
+# StoreDamaged is raised by the readers in trm/store.py and named here too, where callers of the checks catch it
+from trm.store import (SPLIT_NAMES, Store, StoreDamaged, _array_meta, _codec_names, _damaged, _decode_failure,  # noqa: F401
+                       _open_array, _read_plain, _ShardChunks, _token_dtype)
 
 INDEX_ARRAYS = (("puzzle_identifiers", "int32"), ("puzzle_indices", "int64"), ("group_indices", "int64"))
 EMPTY_ENTRY = 2**64 - 1  # a shard index entry for a chunk never written
-
-
-class StoreDamaged(UserError):
-    """The store's files are not what its metadata describes; the message names the array and chunk."""
-
-
-def _damaged(store: Store | StoreInfo, where: str, problem: str) -> StoreDamaged:
-    return StoreDamaged(f"{store.path}: damaged store: {where}: {problem}; rebuild it with `trm augment ... "
-                        "--overwrite`")
 
 
 def _split_order(names: Any) -> list[str]:
@@ -44,23 +36,6 @@ def _split_order(names: Any) -> list[str]:
 # --------------------------------------------------------------------------------------------------------------
 # Structure
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _array_meta(store: Store | StoreInfo, key: str) -> dict:
-    meta_file = store.path / key / "zarr.json"
-    try:
-        meta = json.loads(meta_file.read_text())
-    except FileNotFoundError:
-        raise _damaged(store, key, "the array is missing (no zarr.json)") from None
-    except (OSError, ValueError) as exc:
-        raise _damaged(store, key, f"unreadable array metadata ({type(exc).__name__})") from None
-    if not isinstance(meta, dict) or meta.get("node_type") != "array":
-        raise _damaged(store, key, "zarr.json does not describe an array")
-    return meta
-
-
-def _codec_names(codecs: Any) -> list[str]:
-    return [c.get("name") if isinstance(c, dict) else None for c in codecs or []]
 
 
 def _check_plain(store: Store, key: str, dtype: str, length: int | None) -> int:
@@ -180,15 +155,10 @@ def _flush_blocks(group_rows: np.ndarray, shard_rows: int) -> Iterator[tuple[int
         yield written, written + buffered
 
 
-def _decode_failure(exc: Exception) -> str:
-    return str(exc) if "checksum" in str(exc) else f"cannot decode it ({type(exc).__name__}: {exc})"
-
-
 class _TokenChunks:
     """Chunk-by-chunk reads of one token array, each chunk checked, damage reported with its chunk and file."""
 
     def __init__(self, store: Store, key: str, tick: Callable[[], None]):
-        from trm.store_rows import _ShardChunks
 
         self.store, self.key, self.tick = store, key, tick
         meta = _array_meta(store, key)
@@ -223,42 +193,6 @@ class _TokenChunks:
             low = chunk * self.chunk_rows
             data = self.read(chunk)
             digest.update(data[max(start, low) - low: stop - low].tobytes())
-
-
-def _read_plain(store: Store | StoreInfo, key: str, dtype: str, tick: Callable[[], None] = lambda: None) -> np.ndarray:
-    """A 1-D array, chunk by chunk: straight from its chunk files in trm's layout (zstd, then CRC32C from format 2),
-    through zarr otherwise (only ``store.path`` is used, so a :class:`StoreInfo` will do)."""
-    meta = _array_meta(store, key)
-    length, step = int(meta["shape"][0]), int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
-    codecs = _codec_names(meta.get("codecs"))
-    direct = codecs in (["bytes", "zstd"], ["bytes", "zstd", "crc32c"]) and meta.get("chunk_key_encoding") == {
-        "name": "default", "configuration": {"separator": "/"}}
-    zarray = None if direct else _open_array(store.path, key)
-    from numcodecs import Zstd
-
-    zstd, parts = Zstd(), []
-    for chunk in range(-(-length // step)):
-        try:
-            if zarray is not None:
-                parts.append(np.asarray(zarray[chunk * step:(chunk + 1) * step], dtype=dtype))
-            else:
-                chunk_file = store.path / key / "c" / str(chunk)
-                if not chunk_file.is_file():  # format 1 skipped chunks holding only the fill value
-                    parts.append(np.zeros(min(step, length - chunk * step), dtype=dtype))
-                    continue
-                raw = chunk_file.read_bytes()
-                if codecs[-1] == "crc32c":
-                    if len(raw) < 4 or google_crc32c.value(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
-                        raise ValueError("the chunk fails its checksum")
-                    raw = raw[:-4]
-                values = np.frombuffer(zstd.decode(raw), dtype=np.dtype(dtype).newbyteorder("<"))
-                if len(values) != step:
-                    raise ValueError(f"{len(values)} values, expected {step}")
-                parts.append(values[: length - chunk * step].astype(dtype))
-        except Exception as exc:
-            raise _damaged(store, f"{key} chunk {chunk} (file {key}/c/{chunk})", _decode_failure(exc)) from None
-        tick()
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
 def verify_store(store: Store, *, show_progress: bool = True) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import numpy as np
 from trm.errors import UserError
 from trm import store as _layout  # CHUNK_ROWS, SHARD_ROWS, ZSTD_LEVEL read at build time (tests shrink them)
 from trm.store import (FORMAT, FORMAT_VERSION, META_KEY, SPLIT_NAMES, StoreInfo, _pack_json, _token_dtype, _zarr,
-                       leftovers, open_store)
+                       leftovers, open_store, publish_directory)
 
 # --------------------------------------------------------------------------------------------------------------
 # Writer
@@ -332,7 +332,7 @@ def build_store(task_spec: Any, options: Any, out: Path, *, overwrite: bool = Fa
     except OSError as error:
         raise UserError(f"{out}: cannot create the store there ({error.strerror or error}); "
                         f"expected a writable directory for it") from None
-    from trm.config import recipe_to_dict
+    from trm.structuring import recipe_to_dict
 
     plain_options = recipe_to_dict(options) if attrs.has(type(options)) else dict(options or {})
     started = time.time()
@@ -361,14 +361,3 @@ def build_store(task_spec: Any, options: Any, out: Path, *, overwrite: bool = Fa
     return open_store(out).info
 
 
-def publish_directory(staging: Path, target: Path) -> None:
-    """Move a complete ``staging`` directory to ``target`` by renames; an existing ``target`` is replaced, and is
-    kept as ``<name>.old-<pid>`` only between the two renames (interrupted builds' leftovers are named so)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        retired = target.with_name(f"{target.name}.old-{os.getpid()}")
-        target.rename(retired)
-        staging.rename(target)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(target)

@@ -7,6 +7,7 @@ becomes ``$.path.key: message``. trm/config.py builds recipes on top of this; do
 
 from __future__ import annotations
 
+import functools
 import re
 import typing
 from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
@@ -21,7 +22,7 @@ from cattrs.errors import (
     IterableValidationNote,
 )
 
-from trm.plugins import did_you_mean
+from trm.errors import RecipeError, did_you_mean
 
 
 def describe(value: Any) -> str:
@@ -200,3 +201,42 @@ def problem(path: str, exc: BaseException) -> str:
     if name is not None and not path.endswith(f".{name}"):
         path = f"{path}.{name}"
     return f"{path}: {text}"
+
+
+@functools.cache
+def _plain_converter() -> cattrs.Converter:
+    return make_converter()
+
+
+def recipe_to_dict(value: Any) -> Any:
+    """Plain YAML-friendly data (tuples become lists) from a recipe or any attrs object."""
+    plain = _plain_converter().unstructure(value)
+
+    def fix(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {key: fix(val) for key, val in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [fix(val) for val in item]
+        return item
+
+    return fix(plain)
+
+
+def structure(data: Any, cls: type, path: str, converter: cattrs.Converter | None = None) -> tuple[Any, list[str]]:
+    """``data`` structured into ``cls`` (with ``converter``, default a strict one) and every problem, each a line."""
+    if not isinstance(data, dict):
+        return None, [f"{path}: expected a mapping, got {describe(data)}"]
+    try:
+        return (converter or _plain_converter()).structure(data, cls), []
+    except (ClassValidationError, IterableValidationError) as exc:
+        return None, list(messages(exc, path))
+    except (TypeError, ValueError) as exc:
+        return None, [problem(path, exc)]
+
+
+def structure_options(options_class: type, mapping: Any, path: str = "$.options") -> Any:
+    """``mapping`` structured strictly into ``options_class``; :class:`RecipeError` listing every problem."""
+    value, problems = structure(mapping if mapping is not None else {}, options_class, path)
+    if problems:
+        raise RecipeError(problems)
+    return value

@@ -28,7 +28,9 @@ import torch
 
 from trm import __version__
 from trm.build import build_model, forward_dtype, open_recipe_store
-from trm.checkpoint import find_checkpoint, prune_checkpoints, read_checkpoint, write_checkpoint
+from trm.checkpoint import (capture_process_state, find_checkpoint, gather_process_states, prune_checkpoints,
+                            read_checkpoint, reseed_process, restore_process_state, write_checkpoint)
+from trm.data import plan_batches
 from trm.config import dump_recipe
 from trm.errors import UserError
 from trm.eval_guard import evaluation_guard, guard_evaluators, part
@@ -36,8 +38,7 @@ from trm.evaluate import build_evaluators, evaluate, format_table
 from trm.logs import MetricsLog, plot_curves, read_metrics
 from trm.plugins import get_host
 from trm.progress import progress_bar
-from trm import process_state
-from trm.train_parts import EMA, plan_batches
+from trm.optim import EMA
 from trm.types import TaskDims
 
 
@@ -444,7 +445,7 @@ class Trainer:
         if evaluation_follows and self.store.has_split(self.recipe.eval.split):
             self.eval_step = self.step
         acc.wait_for_everyone()
-        processes = process_state.gather_to_main(process_state.capture(self.carries), acc)
+        processes = gather_process_states(capture_process_state(self.carries), acc)
         if self.is_main:
             optim = {"dense": self.dense_opt.state_dict(),
                      "sparse": self.sparse_opt.state_dict() if self.sparse_opt is not None else None}
@@ -452,7 +453,7 @@ class Trainer:
                 "step": self.step,
                 "next_eval_epoch": self.next_eval_epoch if math.isfinite(self.next_eval_epoch) else None,
                 "loader": self.loader.state_dict(),
-                "process_states": processes,  # per rank: ACT carries and RNG states (trm/process_state.py)
+                "process_states": processes,  # per rank: ACT carries and RNG states (trm/checkpoint.py)
                 "fingerprint": self.store.info.fingerprint,
                 "dims": attrs.asdict(self.dims),
                 "trm_version": __version__,
@@ -495,11 +496,11 @@ class Trainer:
         acc = self.accelerator
         saved = state.get("process_states") or []
         if len(saved) == acc.num_processes:
-            carries = process_state.restore(saved[acc.process_index], acc.device)
+            carries = restore_process_state(saved[acc.process_index], acc.device)
             if len(carries) == len(self.carries):
                 self.carries = carries
         else:  # another process count: each rank's slice of the batch differs, so the carries cannot carry over
-            process_state.reseed(self.recipe.train.seed, acc.process_index, self.step)
+            reseed_process(self.recipe.train.seed, acc.process_index, self.step)
         self.log.truncate_after(self.step)
         if self.is_main:
             print(f"resumed from {path} at step {self.step}", flush=True)

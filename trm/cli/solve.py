@@ -1,6 +1,6 @@
 """``trm solve RUN_DIR PUZZLE``: a trained model on a user's own puzzle(s), printed, checked and optionally drawn.
 
-The engine is trm/solve.py, the pictures trm/trajectory.py; the task plugin reads the puzzle, combines and checks
+The engine is trm/solve.py, the pictures trm/trajectory.py, the model comes from :func:`trm.api.load`; the task plugin reads the puzzle, combines and checks
 the answer and draws it (TaskSpec hooks, docs/plugins.md). docs/cli.md and docs/look.md describe the command.
 """
 
@@ -10,10 +10,71 @@ import json
 from pathlib import Path
 from typing import Any
 
+import attrs
 import click
 
-from trm.cli_train import halting_options
+from trm.cli.evaluate import halting_options
 from trm.errors import UserError
+from trm.types import Puzzle, SolveContext
+
+
+@attrs.frozen
+class Loaded:
+    """A trained model ready to solve: the model, its recipe, its task plugin and the context for the task's hooks."""
+
+    model: Any
+    recipe: Any
+    task: Any
+    context: SolveContext
+    checkpoint: Path
+
+
+def load_for_solving(target: Path, *, device: str | None = None, use_ema: bool = True) -> Loaded:
+    """A run directory, a ``checkpoints/step_N`` folder or a converted reference run, ready for :func:`solve_puzzles`."""
+    import trm.api
+    from trm.checkpoint import find_checkpoint
+    from trm.plugins import registry
+
+    checkpoint = find_checkpoint(Path(target))
+    trained = trm.api.load(target, device=device or "cpu", use_ema=use_ema)
+    recipe = trained.recipe
+    task = registry("tasks").get(recipe.task.name)
+    store_info = None
+    store_path = Path(recipe.data.store)
+    if store_path.exists():
+        from trm.store import open_store
+
+        try:
+            store_info = open_store(store_path, expect_task=recipe.task.name).info
+        except UserError:  # a store of another task or a damaged one: solving does not need it
+            store_info = None
+    identifiers = trained.identifiers
+    if identifiers is None and store_info is not None:
+        identifiers = store_info.identifier_names
+    context = SolveContext(seq_len=trained.seq_len, vocab_size=int(trained.model.embed_tokens.weight.shape[0]),
+                           identifier_names=identifiers, task_options=recipe.task.options, store_info=store_info)
+    return Loaded(trained.model, recipe, task, context, checkpoint)
+
+
+def default_max_steps(loaded: Loaded, max_steps: int | None) -> int:
+    """``--max-steps`` or, as ``trm eval``, the recipe's ``eval.max_steps`` or else the trained maximum."""
+    if max_steps is not None:
+        if max_steps < 1:
+            raise UserError(f"--max-steps: must be >= 1 (got {max_steps})")
+        return int(max_steps)
+    configured = getattr(loaded.recipe.eval, "max_steps", None)
+    return int(configured if configured is not None else loaded.model.halting.max_steps)
+
+
+def read_puzzles(loaded: Loaded, text: str) -> list[Puzzle]:
+    """The task's reading of the PUZZLE argument; a task without ``read_puzzles`` cannot be solved from text."""
+    if loaded.task.read_puzzles is None:
+        raise UserError(f"task '{loaded.task.name}' does not read puzzles (its plugin has no read_puzzles hook); "
+                        "use the Python API (trm.api) with token rows")
+    puzzles = loaded.task.read_puzzles(text, loaded.context)
+    if not puzzles:
+        raise UserError(f"{text}: no puzzle found")
+    return puzzles
 
 
 def side_by_side(blocks: list[tuple[str, str]], gap: int = 4) -> str:
@@ -118,7 +179,7 @@ def solve(target: str, puzzle: str, halting: str | None, max_steps: int | None, 
     """
     from tqdm.auto import tqdm
 
-    from trm.solve import default_max_steps, load_for_solving, read_puzzles, solve_puzzles
+    from trm.solve import solve_puzzles
     from trm.trajectory import check_picture_path, draw_trajectory, numbered
 
     picture = check_picture_path(Path(trajectory)) if trajectory else None

@@ -1,18 +1,20 @@
-"""``trm eval``: load a run's checkpoint (EMA weights by default) and evaluate it on a store split."""
+"""``trm eval``: load a run's checkpoint (EMA weights by default) and evaluate it on a store split, or at several
+depths (``--depth-curve``); ``halting_options`` are shared with ``trm solve``."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import attrs
-import torch
+import click
 
-from trm.build import build_model, forward_dtype, open_recipe_store
-from trm.checkpoint import find_checkpoint, read_checkpoint
+from trm.build import load_trained_model, open_recipe_store
+from trm.checkpoint import find_checkpoint
 from trm.config import load_recipe
 from trm.errors import UserError
 from trm.eval_guard import evaluation_guard, guard_evaluators, part
@@ -28,27 +30,6 @@ def get_task(recipe: Any) -> Any:
 def run_dir_of(checkpoint: Path) -> Path:
     """The run directory a checkpoint belongs to (``RUN/checkpoints/step_N`` -> ``RUN``)."""
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint
-
-
-def load_trained_model(checkpoint: Path, recipe: Any, dims: TaskDims, device: torch.device, *, use_ema: bool = True) -> Any:
-    """The recipe's model with the checkpoint's weights (EMA ones written over the live ones when asked)."""
-    parts = read_checkpoint(checkpoint, map_location=device)
-    return model_from_checkpoint(parts, recipe, dims, device, use_ema=use_ema), parts
-
-
-def model_from_checkpoint(parts: dict[str, Any], recipe: Any, dims: TaskDims, device: torch.device, *,
-                          use_ema: bool = True) -> Any:
-    """Build the recipe's model on ``device`` from read checkpoint ``parts``, in eval mode (EMA weights if asked)."""
-    with torch.device(device):
-        model = build_model(recipe, dims, dtype=forward_dtype(recipe.model.forward_dtype, device))
-    model.load_state_dict(parts["model"])
-    if use_ema and parts["ema"] is not None:
-        with torch.no_grad():
-            params = dict(model.named_parameters())
-            for name, value in parts["ema"].items():
-                params[name].copy_(value)
-    model.eval()
-    return model
 
 
 def check_eval_options(*, max_steps: int | None, limit: int | None, batch_size: int | None,
@@ -298,3 +279,118 @@ def plot_depth_curve(rows: list[dict[str, Any]], path: Path) -> Path | None:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def _depths(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        depths = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated step counts such as 1,2,4,8,16 (got {value!r})") from None
+    if not depths or min(depths) < 1:
+        raise click.BadParameter(f"expected step counts >= 1 (got {value!r})")
+    return depths
+
+
+def halting_options(command):
+    """--halting, --max-steps and --halt-threshold, as trm eval and trm solve take them (docs/cli.md)."""
+    options = [
+        click.option("--halting", type=click.Choice(["adaptive", "fixed"]), default=None,
+                     help="adaptive: each example stops when the halting rule says so (at --max-steps at the latest); "
+                          "fixed: every example takes --max-steps steps. Default: the recipe's eval.halting."),
+        click.option("--max-steps", type=click.IntRange(min=1), default=None,
+                     help="The depth cap (adaptive) or the depth (fixed); may exceed training's (test-time depth). "
+                          "Default: eval.max_steps, else the halting strategy's max_steps."),
+        click.option("--halt-threshold", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+                     default=None, help="Adaptive only: stop when the halting confidence sigmoid(logit) exceeds this "
+                                        "(default: the recipe's eval.halt_threshold, else the strategy's rule, 0.5)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.command("eval")
+@click.argument("target", type=click.Path())
+@click.argument("overrides", nargs=-1)
+@click.option("--split", default=None, help="Split of the store to evaluate (default: the recipe's eval.split).")
+@halting_options
+@click.option("--depth-curve", "depth_list", default=None, metavar="N,N,...",
+              help="Evaluate at each of these fixed depths and adaptively (capped at the largest); writes "
+                   "depth_curve.json/.csv/.png (in the run's eval/ folder, or --out-dir).")
+@click.option("--metric", default=None, help="With --depth-curve: the metric to plot (default: the first exact-accuracy one).")
+@click.option("--out-dir", "out_dir", type=click.Path(file_okay=False), default=None, help="With --depth-curve: folder for its files.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate a fixed random subset of this many examples.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Global evaluation batch (default: the recipe's).")
+@click.option("--raw", is_flag=True, help="Use the live weights instead of the EMA weights.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON file for the results (default: in the run directory).")
+@click.option("--allow-other-store", is_flag=True, help="Evaluate on a store whose fingerprint differs from training's.")
+@click.option("--puzzle-ids", type=click.Choice(["blank", "shuffled"]), default=None,
+              help="Evaluate a second time with every puzzle identifier replaced by the blank id or by another "
+                   "training puzzle's id, and report the drop (how much the score owes to memorised puzzle "
+                   "embeddings).")
+@click.option("--trajectories", type=click.IntRange(min=0), default=0,
+              help="Draw the per-step answers of this many test examples (right and wrong ones) as PNGs under "
+                   "the run's eval/ folder.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def eval_command(target: str, overrides: tuple[str, ...], split: str | None, halting: str | None,
+                 max_steps: int | None, halt_threshold: float | None, depth_list: str | None, metric: str | None,
+                 out_dir: str | None, limit: int | None, batch_size: int | None, raw: bool, out: str | None,
+                 allow_other_store: bool, puzzle_ids: str | None, trajectories: int, no_progress: bool) -> None:
+    """Evaluate TARGET (a run directory or one of its checkpoints) and print a table; writes JSON.
+
+    OVERRIDES change the run's saved recipe, e.g. data.store=other.zarr or eval.evaluators=[exact_match].
+    The table ends with eval/puzzles_per_s, eval/mean_steps, eval/p90_steps and eval/max_steps (steps used).
+    """
+    from trm.evaluate import format_table
+
+    started = time.perf_counter()
+    depths = _depths(depth_list)
+    if depths is not None:
+        if halting is not None or max_steps is not None or out is not None:
+            raise UserError("--depth-curve sets the depths itself: drop --halting, --max-steps and --out "
+                            "(use --out-dir for its files)")
+        if puzzle_ids is not None or trajectories:
+            raise UserError("--puzzle-ids and --trajectories belong to a single evaluation, not --depth-curve")
+        curve = depth_curve(Path(target), overrides, depths, split=split, limit=limit, batch_size=batch_size,
+                                use_ema=not raw, allow_other_store=allow_other_store, show_progress=not no_progress,
+                                out_dir=Path(out_dir) if out_dir else None, metric=metric,
+                                halt_threshold=halt_threshold)
+        if curve is None:
+            return
+        rows, table, picture = curve
+        click.echo(format_depth_curve(rows))
+        click.echo(f"table: {table} (and .csv)")
+        click.echo(f"picture: {picture}" if picture else "picture: not drawn (matplotlib is not installed)")
+        click.echo(f"({time.perf_counter() - started:.1f} s)")
+        return
+    if metric is not None or out_dir is not None:
+        raise UserError("--metric and --out-dir belong to --depth-curve")
+    result = evaluate_checkpoint(Path(target), overrides, split=split, max_steps=max_steps, limit=limit,
+                                 batch_size=batch_size, use_ema=not raw, allow_other_store=allow_other_store,
+                                 show_progress=not no_progress, out=Path(out) if out else None, halting=halting,
+                                 halt_threshold=halt_threshold, puzzle_ids=puzzle_ids, trajectories=trajectories)
+    if result is None:
+        return
+    metrics, written, artefacts = result
+    replaced = json.loads(written.read_text()).get("puzzle_ids")
+    if replaced is not None:
+        from trm.integrity import format_comparison
+
+        click.echo(format_comparison(metrics, replaced["metrics"], f"{replaced['mode']} ids"))
+    else:
+        click.echo(format_table(metrics))
+    click.echo(f"results: {written} ({time.perf_counter() - started:.1f} s)")
+    for path in artefacts:  # e.g. ARC's submission.json, Maze's failure renderings
+        click.echo(f"written: {path}")
+
+
+def format_depth_curve(rows: list[dict]) -> str:
+    """The depth curve as a terminal table."""
+    metric = rows[0]["metric"]
+    lines = [f"{'halting':<9} {'depth':>5} {metric:>28} {'mean steps':>10} {'p90':>5} {'puzzles/s':>10}"]
+    for row in rows:
+        lines.append(f"{row['halting']:<9} {row['depth']:>5} {row['value']:>28.4f} {row['mean_steps']:>10.2f} "
+                     f"{row['p90_steps']:>5.0f} {row['puzzles_per_s']:>10.1f}")
+    return "\n".join(lines)

@@ -1,7 +1,7 @@
 """``trm augment`` (build a dataset store with a task plugin), ``trm data info|verify|bench|check-leakage`` (inspect,
 check, measure) and ``trm data fetch`` (download public datasets by name; logic in trm/fetch.py).
 
-The lead's trm/cli.py imports ``augment`` and ``data`` lazily; docs/datasets.md and docs/cli.md describe them.
+The root group (trm/cli/__init__.py) imports ``augment`` and ``data`` lazily; docs/datasets.md and docs/cli.md describe them.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import click
+
 from trm.errors import UserError
 
 STYLE = """
@@ -131,7 +133,8 @@ def _trajectory_pictures(run_dir: Path, limit: int) -> list[Path]:
 
 def _draw_trajectories(run_dir: Path, count: int, directory: Path) -> tuple[list[Path], str]:
     """Trajectories drawn now from the run's latest checkpoint, or ([], why not)."""
-    from trm.solve import eval_trajectories, load_for_solving
+    from trm.cli.solve import load_for_solving
+    from trm.solve import eval_trajectories
 
     try:
         loaded = load_for_solving(run_dir)
@@ -245,3 +248,18 @@ def build_report(run_dir: Path, out: Path | None = None, *, trajectories: int = 
     temporary.write_text(page, encoding="utf-8")
     os.replace(temporary, out)
     return out
+
+
+@click.command("report")
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="HTML file to write (default: RUN_DIR/report.html).")
+@click.option("--trajectories", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Sample trajectories shown: the latest trm eval --trajectories pictures, else drawn now from "
+                   "the latest checkpoint when the run's store is here (0: none).")
+def report(run_dir: str, out: str | None, trajectories: int) -> None:
+    """Write one self-contained HTML page about RUN_DIR: the run, learning curves, evaluation results, the depth
+    curve when there is one, sample trajectories and the recipe. Images and styles are inline, so the file opens
+    anywhere without a network."""
+    written = build_report(Path(run_dir), Path(out) if out else None, trajectories=trajectories)
+    click.echo(f"report: {written}")

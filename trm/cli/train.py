@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import click
+
 from trm.checkpoint import find_checkpoint
 from trm.config import dump_recipe, load_recipe
 from trm.errors import UserError
@@ -22,6 +24,39 @@ from trm.eval_guard import EvaluationFailed
 from trm.run_history import append_history, check_resume_overrides
 from trm.run_lock import RunLock, is_main_process
 from trm.train import Trainer, cpu_processes
+
+OVERRIDES_HELP = "key=value overrides (dotted paths, values parsed as YAML), e.g. optim.lr=3e-4 train.epochs=10"
+
+
+@click.command("run", context_settings={"ignore_unknown_options": False})
+@click.argument("recipe", required=False, type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--resume", "resume", type=click.Path(file_okay=False), help="Continue this run directory from its latest checkpoint.")
+@click.option("--run-dir", "run_dir", type=click.Path(file_okay=False), help="Run directory (default: run.dir/<recipe>-<time>).")
+@click.option("--no-progress", is_flag=True, help="No progress bars (logs still go to metrics.jsonl).")
+def run(recipe: str | None, overrides: tuple[str, ...], resume: str | None, run_dir: str | None, no_progress: bool) -> None:
+    """Train RECIPE (with OVERRIDES), evaluating every eval.every epochs and at the end.
+
+    RECIPE is a recipe file, or the name of a shipped recipe (`trm recipes` lists them: `trm run quickstart`).
+    Relative data.store paths are under the data root (TRM_DATA_ROOT or `trm --data-root DIR`, default ./data);
+    recipe.yaml records the absolute store path, so `trm eval RUN` works from any directory.
+
+    \b
+    The run directory receives recipe.yaml (fully resolved), metrics.jsonl, curves.png,
+    eval/ artefacts, checkpoints/ and history.jsonl; trm.lock while it runs (one writer
+    at a time). Many GPUs: accelerate launch -m trm run RECIPE.
+    With --resume RUN_DIR, RECIPE is not given: the run's own recipe.yaml is used
+    (OVERRIDES still apply, e.g. train.epochs=100 to extend it, and are recorded in the
+    run; model.*, backbone.*, halting.*, task.* and data.store cannot change). A failed
+    evaluation keeps its checkpoint: --resume runs it again.
+
+    OVERRIDES: key=value overrides (dotted paths, values parsed as YAML), e.g. optim.lr=3e-4 train.epochs=10.
+    """
+    if resume and recipe and "=" in recipe:  # `trm run --resume DIR key=value`: the first override lands in RECIPE
+        overrides, recipe = (recipe, *overrides), None
+    if resume and recipe:
+        raise UserError("give either RECIPE or --resume RUN_DIR, not both")
+    run_training(recipe, overrides, resume=resume, run_dir=run_dir, show_progress=not no_progress)
 
 
 def new_run_dir(recipe_path: Path, recipe: Any) -> Path:
