@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from trm.engine import ModelConfig, assemble
+from trm.build import assemble
+from trm.engine import ModelConfig
 from trm.errors import UserError
 from trm.evaluate import MemorySplit as ArraySplit, StopRule, evaluate, stop_rule_for
 

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from trm.convert import convert_state_dict, reference_key_to_trm
-from trm.engine import ModelConfig, assemble
+from trm.build import assemble
+from trm.engine import ModelConfig
 from trm.errors import UserError
 
 PREFIX = "_orig_mod.model.inner."

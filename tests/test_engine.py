@@ -9,7 +9,8 @@ from torch import nn
 
 from trm.config import OptimConfig
 
-from trm.engine import Carry, ModelConfig, TinyRecursiveModel, assemble
+from trm.build import assemble
+from trm.engine import Carry, ModelConfig, TinyRecursiveModel
 
 D, L, P, V = 32, 9, 2, 11
 

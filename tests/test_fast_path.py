@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trm.engine import ModelConfig, assemble
+from trm.build import assemble
+from trm.engine import ModelConfig
 from trm.kernels import stablemax_cross_entropy_fp32
 from trm.losses import act_loss, stablemax_cross_entropy, token_loss_name
 

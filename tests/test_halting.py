@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from trm.engine import ModelConfig, assemble
+from trm.build import assemble
+from trm.engine import ModelConfig
 from trm.losses import act_loss
 from trm.plugins import registry
 

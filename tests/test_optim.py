@@ -81,7 +81,8 @@ def test_sparse_optimizer_keeps_every_backward_before_a_step():
 
 
 def test_build_optimizers():
-    from trm.engine import ModelConfig, assemble
+    from trm.build import assemble
+    from trm.engine import ModelConfig
 
     Optim = functools.partial(OptimConfig, lr=1e-4, weight_decay=1.0, puzzle_emb_lr=1e-2, puzzle_emb_weight_decay=0.1)
 

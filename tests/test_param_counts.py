@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from trm.engine import ModelConfig, assemble, model_summary
+from trm.build import assemble
+from trm.engine import ModelConfig, model_summary
 
 CONFIGS = [
     # name, backbone, options, vocab, grid length, n, identifiers, expected dense parameters

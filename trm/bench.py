@@ -24,10 +24,11 @@ from typing import Any
 import attrs
 import torch
 
-from trm.config import OptimConfig
-from trm.engine import ModelConfig, assemble
+from trm.build import assemble, uses_fast_path
+from trm.errors import UserError
 from trm.losses import act_loss, token_loss_name
 from trm.optim import build_optimizers
+from trm.recipe import ModelConfig, OptimConfig
 
 
 @attrs.frozen
@@ -251,8 +252,6 @@ def format_compare_table(rows: list[dict[str, Any]]) -> str:
 
 def resolve_device(device: str | None) -> torch.device:
     """``device`` parsed and checked to exist (cuda when available, else cpu, if None); :class:`UserError` if not."""
-    from trm.errors import UserError
-
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -280,8 +279,6 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
     ``path`` picks the engine path (auto: fast on CUDA); ``compare`` times the faithful and the fast path of each
     configuration one after the other in this process and reports their ratios.
     """
-    from trm.errors import UserError
-
     chosen = TINY_CONFIGS if tiny else PAPER_CONFIGS
     by_name = {c.name.removesuffix("-tiny"): c for c in chosen}
     names = tuple(RECIPE_ALIASES.get(n, n) for n in names)
@@ -304,8 +301,6 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
         configs = [attrs.evolve(c, batch_size=batch_size) for c in configs]
     target = resolve_device(device)
     compile_model = target.type == "cuda" if compile_model is None else compile_model
-    from trm.build import uses_fast_path
-
     rows = []
     for config in configs:
         if compare:

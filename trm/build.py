@@ -7,24 +7,26 @@ every path builds and loads the model the same way. Plugins are looked up by nam
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from trm.checkpoint import read_checkpoint
+from trm.engine import TinyRecursiveModel, model_summary
 from trm.errors import UserError
+from trm.fetch import resolve_task_options
 from trm.plugins import registry
-from trm.types import BackboneShape, TaskDims
+from trm.recipe import ModelConfig, Recipe
+from trm.store import Store, open_store
+from trm.store_write import build_store
+from trm.types import BackboneShape, HaltingStrategy, TaskDims
 
 
-def open_recipe_store(recipe: Any, *, build: bool = True, show_progress: bool = True) -> Any:
+def open_recipe_store(recipe: Recipe, *, build: bool = True, show_progress: bool = True) -> Store:
     """The recipe's dataset store, built first from the task options when missing and ``data.build_if_missing``."""
-    from trm.store import open_store
-    from trm.store_write import build_store
-
-    from trm.fetch import resolve_task_options
-
     path = Path(recipe.data.store)
     if not path.exists():
         if not (build and recipe.data.build_if_missing):
@@ -44,11 +46,8 @@ def open_recipe_store(recipe: Any, *, build: bool = True, show_progress: bool = 
 _noted: set[str] = set()
 
 
-def _note_other_builder_version(store: Any) -> None:
+def _note_other_builder_version(store: Store) -> None:
     """Say once per store when the installed task's ``version`` differs from the one that built it (plugins.md)."""
-    import os
-    import sys
-
     info = store.info
     if str(store.path) in _noted or os.environ.get("RANK", "0") != "0" or info.task not in registry("tasks"):
         return
@@ -60,20 +59,20 @@ def _note_other_builder_version(store: Any) -> None:
               f"{store.path} --overwrite ...` to get the new version's data", file=sys.stderr, flush=True)
 
 
-def task_dims(recipe: Any) -> tuple[TaskDims, str]:
+def task_dims(recipe: Recipe) -> tuple[TaskDims, str]:
     """Vocabulary, grid length and identifier count: from the store when it exists, else from the task's options."""
     path = Path(recipe.data.store)
     if path.exists():
         store = open_recipe_store(recipe, build=False)
         info = store.info
-        return TaskDims(info.vocab_size, info.seq_len, info.num_puzzle_identifiers), f"store {path}"
+        return info.dims, f"store {path}"
     task = registry("tasks").get(recipe.task.name)
     if task.dims is None:
         raise UserError(f"{path}: store not built and task '{task.name}' cannot tell its sizes without it")
     return task.dims(recipe.task.options), f"task '{task.name}' options (store not built yet)"
 
 
-def build_halting(recipe: Any) -> Any:
+def build_halting(recipe: Recipe) -> HaltingStrategy:
     return registry("halting").get(recipe.halting.name).build(recipe.halting.options)
 
 
@@ -82,14 +81,12 @@ def uses_fast_path(path: str, device: torch.device) -> bool:
     return path == "fast" or (path == "auto" and device.type == "cuda")
 
 
-def build_model(recipe: Any, dims: TaskDims, *, dtype: torch.dtype | None = None,
-                path: str | None = None) -> Any:
+def build_model(recipe: Recipe, dims: TaskDims, *, dtype: torch.dtype | None = None,
+                path: str | None = None) -> TinyRecursiveModel:
     """The TinyRecursiveModel of ``recipe`` for a task of ``dims`` (created on the current default device).
 
     ``path`` overrides ``model.path`` (``trm bench --compare`` builds both).
     """
-    from trm.engine import TinyRecursiveModel
-
     model_cfg = recipe.model
     fast = uses_fast_path(path or model_cfg.path, torch.get_default_device())
     shape = BackboneShape(
@@ -121,10 +118,8 @@ def forward_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"bfloat16": torch.bfloat16, "float32": torch.float32}[name]
 
 
-def recipe_summary(recipe: Any) -> list[str]:
+def recipe_summary(recipe: Recipe) -> list[str]:
     """The model summary printed by ``trm recipe show``: built on the meta device, so no memory is used."""
-    from trm.engine import model_summary
-
     dims, source = task_dims(recipe)
     with torch.device("meta"):
         model = build_model(recipe, dims, dtype=torch.float32)
@@ -135,14 +130,15 @@ def recipe_summary(recipe: Any) -> list[str]:
     return lines
 
 
-def load_trained_model(checkpoint: Path, recipe: Any, dims: TaskDims, device: torch.device, *, use_ema: bool = True) -> Any:
+def load_trained_model(checkpoint: Path, recipe: Recipe, dims: TaskDims, device: torch.device, *,
+                       use_ema: bool = True) -> tuple[TinyRecursiveModel, dict[str, Any]]:
     """The recipe's model with the checkpoint's weights (EMA ones written over the live ones when asked)."""
     parts = read_checkpoint(checkpoint, map_location=device)
     return model_from_checkpoint(parts, recipe, dims, device, use_ema=use_ema), parts
 
 
-def model_from_checkpoint(parts: dict[str, Any], recipe: Any, dims: TaskDims, device: torch.device, *,
-                          use_ema: bool = True) -> Any:
+def model_from_checkpoint(parts: dict[str, Any], recipe: Recipe, dims: TaskDims, device: torch.device, *,
+                          use_ema: bool = True) -> TinyRecursiveModel:
     """Build the recipe's model on ``device`` from read checkpoint ``parts``, in eval mode (EMA weights if asked)."""
     with torch.device(device):
         model = build_model(recipe, dims, dtype=forward_dtype(recipe.model.forward_dtype, device))
@@ -154,3 +150,26 @@ def model_from_checkpoint(parts: dict[str, Any], recipe: Any, dims: TaskDims, de
                 params[name].copy_(value)
     model.eval()
     return model
+
+
+def assemble(config: ModelConfig, backbone: str, backbone_options: Any = None, halting: str = "act_q",
+             halting_options: Any = None, *, vocab_size: int, seq_len: int, num_puzzle_identifiers: int = 1,
+             dtype: torch.dtype = torch.float32, fast: bool = False) -> TinyRecursiveModel:
+    """A model from plugin names and options (an options instance or a dict of keyword arguments).
+
+    A convenience for benchmarks, tests and notebooks; ``trm run`` builds from a recipe (:func:`build_model`).
+    """
+    def options_of(spec: Any, options: Any) -> Any:
+        if options is None or isinstance(options, dict):
+            return spec.options_class(**(options or {}))
+        return options
+
+    backbone_spec = registry("backbones").get(backbone)
+    halting_spec = registry("halting").get(halting)
+    shape = BackboneShape(hidden_size=config.hidden_size, seq_len=seq_len + config.puzzle_emb_len,
+                          prefix_len=config.puzzle_emb_len, fast=fast)
+    network = backbone_spec.build(options_of(backbone_spec, backbone_options), shape)
+    network.fast_path = fast
+    strategy = halting_spec.build(options_of(halting_spec, halting_options))
+    return TinyRecursiveModel(config, network, strategy, vocab_size=vocab_size, seq_len=seq_len,
+                              num_puzzle_identifiers=num_puzzle_identifiers, dtype=dtype)

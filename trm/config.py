@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import attrs
 import yaml
@@ -24,17 +24,17 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
 from trm.errors import RecipeError, UserError
 from trm.plugins import PluginHost, get_host
+from trm.recipe import (DataConfig, EvalConfig, ModelConfig, OptimConfig, PluginSection, Recipe, RunConfig,
+                        TrainConfig)
 from trm.structuring import (GENERIC_QUOTE_HINT, describe, explain, make_converter, recipe_to_dict, structure,
                              structure_options)
-from trm.store import DATA_ROOT_ENV, DEFAULT_DATA_ROOT, data_root, resolve_store_path  # noqa: F401  (named here too)
+from trm.store import DATA_ROOT_ENV, data_root, resolve_store_path
 from trm.textfiles import read_utf8
 
-__all__ = ["Recipe", "RecipeError", "load_recipe", "data_root", "resolve_store_path", "DATA_ROOT_ENV", "parse_value", "structure_options", "dump_recipe", "recipe_to_dict",
+# The schema classes live in trm/recipe.py; they are named here too, where recipes are loaded.
+__all__ = ["Recipe", "PluginSection", "DataConfig", "ModelConfig", "OptimConfig", "TrainConfig", "EvalConfig", "RunConfig",
+           "RecipeError", "load_recipe", "data_root", "resolve_store_path", "DATA_ROOT_ENV", "parse_value", "structure_options", "dump_recipe", "recipe_to_dict",
            "explain", "GENERIC_QUOTE_HINT"]  # the last two: re-exported from trm.structuring
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -102,200 +102,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-# --------------------------------------------------------------------------------------------------------------
-# The recipe classes.
-# --------------------------------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class PluginSection:
-    """A plugin chosen by name, with options for that plugin's own options class."""
-
-    name: str = attrs.field(metadata=_help("registered name of the plugin (see `trm list ...`)"))
-    options: Any = attrs.field(factory=dict, metadata=_help("options of that plugin (see `trm list ...`)"))
-
-
-@attrs.frozen
-class DataConfig:
-    store: str = attrs.field(metadata=_help(
-        "the zarr dataset store: a path, relative ones under the data root (TRM_DATA_ROOT, default ./data)"))
-    build_if_missing: bool = attrs.field(
-        default=False, metadata=_help("build the store from the task options when it does not exist yet (new runs only)")
-    )
-    match_task_options: bool = attrs.field(
-        default=True, metadata=_help("refuse a store built with other task options than task.options; false: "
-                                     "train on it anyway (the differences are recorded in the run's history.jsonl)")
-    )
-
-
-# Range checks: a value outside its range is a recipe problem that `trm recipe validate` reports with its path,
-# not a ZeroDivisionError, a hang or a silently empty run later.
-_at_least_one = attrs.validators.ge(1)  # counts: "must be >= 1" reads better than "must be > 0"
-_non_negative = attrs.validators.ge(0)
-_fraction = attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(1))
-
-
-def _maybe(validator: Any) -> Any:
-    """``validator`` for a key that may also be null."""
-    return attrs.validators.optional(validator)
-
-
-def _open_unit_interval(_instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0 < value < 1:
-        raise ValueError(f"must be > 0 and < 1 (got {value})")
-
-
-def _betas(_instance: Any, _attribute: attrs.Attribute, value: tuple[float, float]) -> None:
-    if not all(0 <= beta < 1 for beta in value):
-        raise ValueError(f"each beta must be >= 0 and < 1 (got {list(value)})")
-
-
-@attrs.frozen
-class OptimConfig:
-    name: Literal["adam_atan2", "adamw"] = attrs.field(
-        default="adam_atan2", metadata=_help("dense optimizer: adam_atan2 (the reference's) or adamw (the paper's text)")
-    )
-    lr: float = attrs.field(
-        default=1e-4, validator=_non_negative, metadata=_help("dense learning rate after warm-up")
-    )
-    betas: tuple[float, float] = attrs.field(default=(0.9, 0.95), validator=_betas, metadata=_help("Adam betas"))
-    weight_decay: float = attrs.field(
-        default=1.0, validator=_non_negative, metadata=_help("decoupled weight decay of every dense parameter")
-    )
-    puzzle_emb_lr: float = attrs.field(
-        default=1e-4, validator=_non_negative, metadata=_help("sign-SGD learning rate of the puzzle embeddings")
-    )
-    puzzle_emb_weight_decay: float = attrs.field(
-        default=1.0, validator=_non_negative,
-        metadata=_help("decoupled decay of the puzzle-embedding rows a batch touches"),
-    )
-    warmup_steps: int = attrs.field(
-        default=2000, validator=_non_negative, metadata=_help("linear warm-up steps (both optimizers)")
-    )
-    schedule: Literal["constant", "cosine"] = attrs.field(
-        default="constant", metadata=_help("after warm-up: constant (the reference) or cosine to lr_min_ratio")
-    )
-    lr_min_ratio: float = attrs.field(
-        default=1.0, validator=_fraction, metadata=_help("final LR / base LR for the cosine schedule, in [0, 1]")
-    )
-
-
-@attrs.frozen
-class TrainConfig:
-    global_batch_size: int = attrs.field(
-        default=768, validator=_at_least_one,
-        metadata=_help("examples per optimizer step, over all processes and accumulation steps"),
-    )
-    per_device_batch_size: int | None = attrs.field(
-        default=None, validator=_maybe(_at_least_one),
-        metadata=_help("examples per process per forward; default global / processes (no accumulation)"),
-    )
-    epochs: int = attrs.field(
-        default=50000, validator=_at_least_one,
-        metadata=_help("passes over the groups (one version of each per epoch)"),
-    )
-    max_steps: int | None = attrs.field(
-        default=None, validator=_maybe(_at_least_one), metadata=_help("stop after this many optimizer steps")
-    )
-    ema: float | None = attrs.field(  # 1 would freeze the EMA copy at initialisation
-        default=0.999, validator=_maybe(attrs.validators.and_(_non_negative, attrs.validators.lt(1))),
-        metadata=_help("EMA rate of the dense weights, in [0, 1); null disables"),
-    )
-    compile: Literal["auto", "on", "off"] = attrs.field(
-        default="auto", metadata=_help("torch.compile the supervision step: auto = on CUDA only")
-    )
-    seed: int = attrs.field(  # NumPy's seeding (accelerate's set_seed) takes 0 <= seed < 2**32
-        default=0, validator=attrs.validators.and_(_non_negative, attrs.validators.lt(2**32)),
-        metadata=_help("seed of initialisation, sampling and exploration"),
-    )
-    log_every: int = attrs.field(
-        default=50, validator=_at_least_one, metadata=_help("optimizer steps between metric log lines")
-    )
-    checkpoint_every: int | None = attrs.field(
-        default=None, validator=_maybe(_at_least_one),
-        metadata=_help("optimizer steps between checkpoints; default: at every evaluation"),
-    )
-    keep_checkpoints: int | None = attrs.field(
-        default=3, validator=_maybe(_at_least_one),
-        metadata=_help("checkpoints kept: the latest N, plus the best by the first evaluator's first metric; "
-                       "null keeps all"),
-    )
-
-
-@attrs.frozen
-class EvalConfig:
-    every: int | None = attrs.field(  # 0 is refused rather than read as null: say null to mean "only at the end"
-        default=5000, validator=_maybe(_at_least_one),
-        metadata=_help("epochs between evaluations (>= 1); null: only at the end"),
-    )
-    evaluators: list[PluginSection] | None = attrs.field(
-        default=None, metadata=_help("evaluators (names or {name, options}); default: the task's")
-    )
-    split: str = attrs.field(default="test", metadata=_help("split of the store to evaluate"))
-    limit: int | None = attrs.field(
-        default=None, validator=_maybe(_at_least_one),
-        metadata=_help("evaluate a fixed random subset of this many examples"),
-    )
-    batch_size: int | None = attrs.field(
-        default=None, validator=_maybe(_at_least_one), metadata=_help("global evaluation batch; default: training's")
-    )
-    max_steps: int | None = attrs.field(
-        default=None, validator=_maybe(_at_least_one),
-        metadata=_help("the depth cap (adaptive) or the depth (fixed) at evaluation; may exceed training's "
-                       "(test-time depth); default: the halting strategy's max_steps"),
-    )
-    halting: str = attrs.field(
-        default="adaptive", validator=attrs.validators.in_(("adaptive", "fixed")),
-        metadata=_help("adaptive: each example stops when the halting rule says so (or at max_steps); fixed: "
-                       "every example runs max_steps (the paper's evaluation)"),
-    )
-    halt_threshold: float | None = attrs.field(
-        default=None, validator=_maybe(_open_unit_interval),
-        metadata=_help("adaptive only: stop when the halting confidence sigmoid(halt logit) exceeds this "
-                       "(0 < p < 1); null: the strategy's own rule (p = 0.5)"),
-    )
-
-
-@attrs.frozen
-class RunConfig:
-    dir: str = attrs.field(default="runs", metadata=_help("parent directory of run directories"))
-    name: str | None = attrs.field(default=None, metadata=_help("run directory name; default: recipe name + time"))
-
-
-def _model_config_class() -> type:
-    from trm.engine import ModelConfig  # torch is imported only when a recipe is loaded
-
-    return ModelConfig
-
-
-def _recipe_class() -> type:
-    """The Recipe class, built on first use so that ``trm --help`` does not import torch."""
-    global Recipe
-    if Recipe is not None:
-        return Recipe
-
-    @attrs.frozen
-    class _Recipe:
-        task: PluginSection = attrs.field(metadata=_help("the task plugin and its build options"))
-        data: DataConfig = attrs.field(metadata=_help("where the dataset store lives"))
-        backbone: PluginSection = attrs.field(metadata=_help("the network f and its options"))
-        halting: PluginSection = attrs.field(
-            factory=lambda: PluginSection("act_q"), metadata=_help("halting strategy and its options")
-        )
-        model: _model_config_class() = attrs.field(factory=_model_config_class(), metadata=_help("the recursion"))
-        optim: OptimConfig = attrs.field(factory=OptimConfig, metadata=_help("optimizers and LR schedule"))
-        train: TrainConfig = attrs.field(factory=TrainConfig, metadata=_help("training loop"))
-        eval: EvalConfig = attrs.field(factory=EvalConfig, metadata=_help("evaluation"))
-        run: RunConfig = attrs.field(factory=RunConfig, metadata=_help("run directory"))
-        plugins: list[str] = attrs.field(factory=list, metadata=_help("one-off plugin .py files (relative to recipe)"))
-        description: str = attrs.field(default="", metadata=_help("free text shown by `trm recipe show`"))
-
-    _Recipe.__name__ = _Recipe.__qualname__ = "Recipe"
-    Recipe = _Recipe
-    return Recipe
-
-
-Recipe: Any = None  # filled by _recipe_class()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -343,7 +149,7 @@ def _structure(data: Any, cls: type, path: str) -> tuple[Any, list[str]]:
     return structure(data, cls, path, converter)
 
 
-def dump_recipe(recipe: Any) -> str:
+def dump_recipe(recipe: Recipe) -> str:
     """The fully resolved recipe as YAML (what every run saves as ``recipe.yaml``)."""
     return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, default_flow_style=None, width=120)
 
@@ -408,7 +214,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
-def _validate_plugins(recipe: Any, host: PluginHost) -> tuple[Any, list[str]]:
+def _validate_plugins(recipe: Recipe, host: PluginHost) -> tuple[Recipe, list[str]]:
     problems: list[str] = []
     kinds = {"task": "tasks", "backbone": "backbones", "halting": "halting"}
     changes: dict[str, Any] = {}
@@ -451,7 +257,7 @@ def load_plugin_files(path: str | Path, host: PluginHost | None = None) -> None:
 # The data root: where relative data.store paths live.
 # --------------------------------------------------------------------------------------------------------------
 
-def with_resolved_store(recipe: Any) -> Any:
+def with_resolved_store(recipe: Recipe) -> Recipe:
     """``recipe`` with ``data.store`` made absolute (what a run records, so ``trm eval`` works from anywhere)."""
     store = str(resolve_store_path(recipe.data.store))
     if store == recipe.data.store:
@@ -468,7 +274,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, host: Plugin
     host = host or get_host()
     data = apply_overrides(_resolve_extends(path), overrides)
     _load_files(path, data, host)
-    recipe, problems = _structure(data, _recipe_class(), "$")
+    recipe, problems = _structure(data, Recipe, "$")
     if recipe is not None:
         recipe, plugin_problems = _validate_plugins(recipe, host)
         problems += plugin_problems
@@ -479,7 +285,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, host: Plugin
     return _with_absolute_plugin_files(with_resolved_store(recipe), path)
 
 
-def _with_absolute_plugin_files(recipe: Any, path: Path) -> Any:
+def _with_absolute_plugin_files(recipe: Recipe, path: Path) -> Recipe:
     """``plugins:`` file names made absolute (they are relative to the recipe), so that the copy of the recipe a
     run records finds them from the run directory too."""
     files = getattr(recipe, "plugins", None)

@@ -1,6 +1,6 @@
 """The recursion engine: input embedding, the x/y/z recursion, the heads, the carry and one ACT supervision step.
 
-Cites docs/reference-code.md 3 (model) and 4 (ACT). The engine knows no backbone and no halting rule by name: ``backbone`` is
+Cites docs/reference-code.md 3 (model) and 4 (ACT). The engine knows no backbone and no halting rule by name (trm/build.py looks them up): ``backbone`` is
 any shape-preserving module (``forward(h[B, S, D]) -> [B, S, D]`` plus ``embed_positions``), ``halting`` any
 :class:`trm.types.HaltingStrategy`.
 
@@ -19,51 +19,16 @@ One call of :meth:`TinyRecursiveModel.forward` is **one supervision step for eve
 from __future__ import annotations
 
 import math
-import weakref
 from typing import Any, NamedTuple
 
-import attrs
 import torch
 from torch import nn
 
+from trm import moved
 from trm.layers import CastedEmbedding, CastedLinear, trunc_normal_
-
-
-
-
-@attrs.frozen
-class ModelConfig:
-    """The recipe's ``model:`` section: sizes of the recursion and the loss (docs/reference-code.md 3.1)."""
-
-    hidden_size: int = attrs.field(default=512, validator=attrs.validators.ge(1), metadata={"help": "D: width of x, y and z"})
-    h_cycles: int = attrs.field(default=3, validator=attrs.validators.ge(1),
-                                metadata={"help": "T in the paper: cycles per supervision step (T - 1 without grad)"})
-    l_cycles: int = attrs.field(default=6, validator=attrs.validators.ge(1),
-                                metadata={"help": "n in the paper: latent updates z <- f(z, y + x) per cycle"})
-    puzzle_emb_len: int = attrs.field(default=16, validator=attrs.validators.ge(0),
-                                      metadata={"help": "P: prefix slots before the grid; the puzzle vector fills the first ones"})
-    puzzle_emb_dim: int = attrs.field(default=512, validator=attrs.validators.ge(0),
-                                      metadata={"help": "width of the learned per-puzzle vector; 0 disables it"})
-    forward_dtype: str = attrs.field(
-        default="auto", validator=attrs.validators.in_(("auto", "bfloat16", "float32")),
-        metadata={"help": "compute dtype: auto = bfloat16 on CUDA, float32 on CPU; weights stay fp32"})
-    loss: str = attrs.field(default="stablemax", validator=attrs.validators.in_(("stablemax", "softmax")),
-                            metadata={"help": "token loss: stablemax (the reference's, in fp64) or softmax"})
-    halt_loss_weight: float = attrs.field(default=0.5, validator=attrs.validators.ge(0),
-                                          metadata={"help": "weight of the halting loss beside the token loss"})
-    path: str = attrs.field(
-        default="auto", validator=attrs.validators.in_(("auto", "fast", "faithful")),
-        metadata={"help": "faithful: the paper code's arithmetic exactly; fast: the same model with less saved for "
-                          "backward and a float32 loss (docs/engine.md); auto: fast on CUDA, faithful elsewhere"})
-
-    @puzzle_emb_dim.validator
-    def _fits_the_prefix(self, _attribute: attrs.Attribute, value: int) -> None:
-        # The vector is laid out over the P prefix slots of width D; checked here so that `trm recipe validate`
-        # reports it, not the model build. Skipped while D or P are themselves out of range (reported already).
-        slots = self.puzzle_emb_len * self.hidden_size
-        if self.hidden_size > 0 and self.puzzle_emb_len >= 0 and value > slots:
-            raise ValueError(f"'puzzle_emb_dim' must be <= puzzle_emb_len x hidden_size = {self.puzzle_emb_len} x "
-                             f"{self.hidden_size} = {slots} (got {value})")
+from trm.puzzle_embedding import PuzzleEmbedding
+from trm.recipe import ModelConfig
+from trm.types import HaltingStrategy
 
 
 class Carry(NamedTuple):
@@ -81,78 +46,10 @@ class Carry(NamedTuple):
         return Carry(*(tensor.to(device) for tensor in self))
 
 
-class PuzzleEmbedding(nn.Module):
-    """The per-identifier vector table, trained only by sign-SGD (``trm.optim.SparseSignSGD``).
-
-    ``weights`` is an fp32 *buffer* [num_ids, dim], zero-initialised: dense optimizers, EMA and DDP never see it.
-    In training the looked-up rows get a zero leaf ``grad_sink`` [B, dim] added, so backward yields each example's
-    gradient in ``grad_sink.grad`` without a [num_ids, dim] gradient table (docs/reference-code.md 6). A hook moves that
-    gradient with the batch's ids into ``pending`` after every backward, so several backwards (gradient
-    accumulation) before one optimizer step are all kept. The sink is sized by :meth:`prepare`, which the engine
-    calls from ``initial_carry`` (outside the compiled step).
-    """
-
-    def __init__(self, num_ids: int, dim: int, cast_to: torch.dtype):
-        super().__init__()
-        self.cast_to = cast_to
-        self.register_buffer("weights", torch.zeros(num_ids, dim))
-        self.register_buffer("local_ids", torch.zeros(0, dtype=torch.int32), persistent=False)
-        self.register_buffer("grad_sink", None, persistent=False)
-        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    @torch.compiler.disable  # creates a leaf and a hook: done eagerly even when called from a compiled forward
-    def prepare(self, batch_size: int) -> None:
-        """Size the gradient sink (and the ids it belongs to) for ``batch_size`` rows; a no-op when it fits."""
-        sink = self.grad_sink
-        device = self.weights.device
-        if sink is not None and sink.shape[0] == batch_size and sink.device == device and sink.is_leaf:
-            return
-        sink = torch.zeros(batch_size, self.weights.shape[1], device=device, requires_grad=True)
-        # The hook lives inside the tensor, where Python's gc cannot see it: a bound method there would make
-        # module -> sink -> hook -> module an uncollectable cycle and leak the whole table (GBs for ARC) with
-        # every discarded model. A weak reference breaks it.
-        owner = weakref.ref(self)
-        sink.register_post_accumulate_grad_hook(lambda tensor: _collect_into(owner, tensor))
-        self.grad_sink = sink
-        self.local_ids = torch.zeros(batch_size, dtype=torch.int32, device=device)
-
-    def _collect(self, sink: torch.Tensor) -> None:
-        self.pending.append((self.local_ids.clone(), sink.grad))
-        sink.grad = None
-
-    def take_pending(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        pending, self.pending = self.pending, []
-        return pending
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        rows = self.weights[ids.long()]
-        if self.training and torch.is_grad_enabled():
-            if self.grad_sink is None or self.grad_sink.shape[0] != ids.shape[0]:
-                self.prepare(ids.shape[0])  # eager fallback; the engine prepares it in initial_carry
-            with torch.no_grad():
-                self.local_ids.copy_(ids)
-            rows = rows + self.grad_sink
-        return rows.to(self.cast_to)
-
-    def __deepcopy__(self, memo: dict) -> "PuzzleEmbedding":
-        # The sink carries a hook bound to this module; a copy (e.g. for EMA evaluation) starts without one.
-        copy = PuzzleEmbedding(self.weights.shape[0], self.weights.shape[1], self.cast_to)
-        copy.weights = self.weights.detach().clone()
-        copy.train(self.training)
-        memo[id(self)] = copy
-        return copy
-
-
-def _collect_into(owner: "weakref.ref[PuzzleEmbedding]", sink: torch.Tensor) -> None:
-    module = owner()
-    if module is not None:
-        module._collect(sink)
-
-
 class TinyRecursiveModel(nn.Module):
     """Embedding, recursion and heads around a backbone ``f``; ``forward`` is one ACT supervision step."""
 
-    def __init__(self, config: ModelConfig, backbone: nn.Module, halting: Any, *, vocab_size: int, seq_len: int,
+    def __init__(self, config: ModelConfig, backbone: nn.Module, halting: HaltingStrategy, *, vocab_size: int, seq_len: int,
                  num_puzzle_identifiers: int, dtype: torch.dtype):
         super().__init__()
         hidden, prefix = config.hidden_size, config.puzzle_emb_len
@@ -292,27 +189,5 @@ def model_summary(model: TinyRecursiveModel) -> list[str]:
     return lines
 
 
-def assemble(config: ModelConfig, backbone: str, backbone_options: Any = None, halting: str = "act_q",
-             halting_options: Any = None, *, vocab_size: int, seq_len: int, num_puzzle_identifiers: int = 1,
-             dtype: torch.dtype = torch.float32, fast: bool = False) -> TinyRecursiveModel:
-    """A model from plugin names and options (an options instance or a dict of keyword arguments).
-
-    A convenience for benchmarks, tests and notebooks; ``trm run`` builds from a recipe through ``trm.build``.
-    """
-    from trm.plugins import registry
-    from trm.types import BackboneShape
-
-    def options_of(spec: Any, options: Any) -> Any:
-        if options is None or isinstance(options, dict):
-            return spec.options_class(**(options or {}))
-        return options
-
-    backbone_spec = registry("backbones").get(backbone)
-    halting_spec = registry("halting").get(halting)
-    shape = BackboneShape(hidden_size=config.hidden_size, seq_len=seq_len + config.puzzle_emb_len,
-                          prefix_len=config.puzzle_emb_len, fast=fast)
-    network = backbone_spec.build(options_of(backbone_spec, backbone_options), shape)
-    network.fast_path = fast
-    strategy = halting_spec.build(options_of(halting_spec, halting_options))
-    return TinyRecursiveModel(config, network, strategy, vocab_size=vocab_size, seq_len=seq_len,
-                              num_puzzle_identifiers=num_puzzle_identifiers, dtype=dtype)
+def __getattr__(name: str) -> Any:  # assemble moved to trm/build.py (trm/moved.py)
+    return moved.resolve(__name__, name)

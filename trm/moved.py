@@ -16,6 +16,7 @@ MOVED: dict[tuple[str, str], str] = {
     ("trm.store", "DatasetWriter"): "trm.store_write",
     ("trm.store", "SplitWriter"): "trm.store_write",
     ("trm.store", "build_store"): "trm.store_write",
+    ("trm.engine", "assemble"): "trm.build",
 }
 
 

@@ -1,0 +1,226 @@
+"""The recipe schema: one frozen attrs class per recipe section, and :class:`Recipe`, the whole recipe.
+
+These are plain data with their validators (ranges, choices, a puzzle vector that fits its prefix); they import
+nothing heavy, so ``trm --help`` stays fast. Reading a recipe (YAML, ``extends``, overrides, plugin options, every
+problem at once) is trm/config.py's; docs/recipes.md is the reference for every key. A plugin section's ``options``
+are a mapping here and the plugin's own options instance once the recipe is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@attrs.frozen
+class PluginSection:
+    """A plugin chosen by name, with options for that plugin's own options class."""
+
+    name: str = attrs.field(metadata=_help("registered name of the plugin (see `trm list ...`)"))
+    options: Any = attrs.field(factory=dict, metadata=_help("options of that plugin (see `trm list ...`)"))
+
+
+@attrs.frozen
+class DataConfig:
+    store: str = attrs.field(metadata=_help(
+        "the zarr dataset store: a path, relative ones under the data root (TRM_DATA_ROOT, default ./data)"))
+    build_if_missing: bool = attrs.field(
+        default=False, metadata=_help("build the store from the task options when it does not exist yet (new runs only)")
+    )
+    match_task_options: bool = attrs.field(
+        default=True, metadata=_help("refuse a store built with other task options than task.options; false: "
+                                     "train on it anyway (the differences are recorded in the run's history.jsonl)")
+    )
+
+
+# Range checks: a value outside its range is a recipe problem that `trm recipe validate` reports with its path,
+# not a ZeroDivisionError, a hang or a silently empty run later.
+_at_least_one = attrs.validators.ge(1)  # counts: "must be >= 1" reads better than "must be > 0"
+_non_negative = attrs.validators.ge(0)
+_fraction = attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(1))
+
+
+def _maybe(validator: Any) -> Any:
+    """``validator`` for a key that may also be null."""
+    return attrs.validators.optional(validator)
+
+
+def _open_unit_interval(_instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not 0 < value < 1:
+        raise ValueError(f"must be > 0 and < 1 (got {value})")
+
+
+def _betas(_instance: Any, _attribute: attrs.Attribute, value: tuple[float, float]) -> None:
+    if not all(0 <= beta < 1 for beta in value):
+        raise ValueError(f"each beta must be >= 0 and < 1 (got {list(value)})")
+
+
+@attrs.frozen
+class OptimConfig:
+    name: Literal["adam_atan2", "adamw"] = attrs.field(
+        default="adam_atan2", metadata=_help("dense optimizer: adam_atan2 (the reference's) or adamw (the paper's text)")
+    )
+    lr: float = attrs.field(
+        default=1e-4, validator=_non_negative, metadata=_help("dense learning rate after warm-up")
+    )
+    betas: tuple[float, float] = attrs.field(default=(0.9, 0.95), validator=_betas, metadata=_help("Adam betas"))
+    weight_decay: float = attrs.field(
+        default=1.0, validator=_non_negative, metadata=_help("decoupled weight decay of every dense parameter")
+    )
+    puzzle_emb_lr: float = attrs.field(
+        default=1e-4, validator=_non_negative, metadata=_help("sign-SGD learning rate of the puzzle embeddings")
+    )
+    puzzle_emb_weight_decay: float = attrs.field(
+        default=1.0, validator=_non_negative,
+        metadata=_help("decoupled decay of the puzzle-embedding rows a batch touches"),
+    )
+    warmup_steps: int = attrs.field(
+        default=2000, validator=_non_negative, metadata=_help("linear warm-up steps (both optimizers)")
+    )
+    schedule: Literal["constant", "cosine"] = attrs.field(
+        default="constant", metadata=_help("after warm-up: constant (the reference) or cosine to lr_min_ratio")
+    )
+    lr_min_ratio: float = attrs.field(
+        default=1.0, validator=_fraction, metadata=_help("final LR / base LR for the cosine schedule, in [0, 1]")
+    )
+
+
+@attrs.frozen
+class TrainConfig:
+    global_batch_size: int = attrs.field(
+        default=768, validator=_at_least_one,
+        metadata=_help("examples per optimizer step, over all processes and accumulation steps"),
+    )
+    per_device_batch_size: int | None = attrs.field(
+        default=None, validator=_maybe(_at_least_one),
+        metadata=_help("examples per process per forward; default global / processes (no accumulation)"),
+    )
+    epochs: int = attrs.field(
+        default=50000, validator=_at_least_one,
+        metadata=_help("passes over the groups (one version of each per epoch)"),
+    )
+    max_steps: int | None = attrs.field(
+        default=None, validator=_maybe(_at_least_one), metadata=_help("stop after this many optimizer steps")
+    )
+    ema: float | None = attrs.field(  # 1 would freeze the EMA copy at initialisation
+        default=0.999, validator=_maybe(attrs.validators.and_(_non_negative, attrs.validators.lt(1))),
+        metadata=_help("EMA rate of the dense weights, in [0, 1); null disables"),
+    )
+    compile: Literal["auto", "on", "off"] = attrs.field(
+        default="auto", metadata=_help("torch.compile the supervision step: auto = on CUDA only")
+    )
+    seed: int = attrs.field(  # NumPy's seeding (accelerate's set_seed) takes 0 <= seed < 2**32
+        default=0, validator=attrs.validators.and_(_non_negative, attrs.validators.lt(2**32)),
+        metadata=_help("seed of initialisation, sampling and exploration"),
+    )
+    log_every: int = attrs.field(
+        default=50, validator=_at_least_one, metadata=_help("optimizer steps between metric log lines")
+    )
+    checkpoint_every: int | None = attrs.field(
+        default=None, validator=_maybe(_at_least_one),
+        metadata=_help("optimizer steps between checkpoints; default: at every evaluation"),
+    )
+    keep_checkpoints: int | None = attrs.field(
+        default=3, validator=_maybe(_at_least_one),
+        metadata=_help("checkpoints kept: the latest N, plus the best by the first evaluator's first metric; "
+                       "null keeps all"),
+    )
+
+
+@attrs.frozen
+class EvalConfig:
+    every: int | None = attrs.field(  # 0 is refused rather than read as null: say null to mean "only at the end"
+        default=5000, validator=_maybe(_at_least_one),
+        metadata=_help("epochs between evaluations (>= 1); null: only at the end"),
+    )
+    evaluators: list[PluginSection] | None = attrs.field(
+        default=None, metadata=_help("evaluators (names or {name, options}); default: the task's")
+    )
+    split: str = attrs.field(default="test", metadata=_help("split of the store to evaluate"))
+    limit: int | None = attrs.field(
+        default=None, validator=_maybe(_at_least_one),
+        metadata=_help("evaluate a fixed random subset of this many examples"),
+    )
+    batch_size: int | None = attrs.field(
+        default=None, validator=_maybe(_at_least_one), metadata=_help("global evaluation batch; default: training's")
+    )
+    max_steps: int | None = attrs.field(
+        default=None, validator=_maybe(_at_least_one),
+        metadata=_help("the depth cap (adaptive) or the depth (fixed) at evaluation; may exceed training's "
+                       "(test-time depth); default: the halting strategy's max_steps"),
+    )
+    halting: str = attrs.field(
+        default="adaptive", validator=attrs.validators.in_(("adaptive", "fixed")),
+        metadata=_help("adaptive: each example stops when the halting rule says so (or at max_steps); fixed: "
+                       "every example runs max_steps (the paper's evaluation)"),
+    )
+    halt_threshold: float | None = attrs.field(
+        default=None, validator=_maybe(_open_unit_interval),
+        metadata=_help("adaptive only: stop when the halting confidence sigmoid(halt logit) exceeds this "
+                       "(0 < p < 1); null: the strategy's own rule (p = 0.5)"),
+    )
+
+
+@attrs.frozen
+class RunConfig:
+    dir: str = attrs.field(default="runs", metadata=_help("parent directory of run directories"))
+    name: str | None = attrs.field(default=None, metadata=_help("run directory name; default: recipe name + time"))
+
+
+@attrs.frozen
+class ModelConfig:
+    """The recipe's ``model:`` section: sizes of the recursion and the loss (docs/reference-code.md 3.1)."""
+
+    hidden_size: int = attrs.field(default=512, validator=attrs.validators.ge(1), metadata={"help": "D: width of x, y and z"})
+    h_cycles: int = attrs.field(default=3, validator=attrs.validators.ge(1),
+                                metadata={"help": "T in the paper: cycles per supervision step (T - 1 without grad)"})
+    l_cycles: int = attrs.field(default=6, validator=attrs.validators.ge(1),
+                                metadata={"help": "n in the paper: latent updates z <- f(z, y + x) per cycle"})
+    puzzle_emb_len: int = attrs.field(default=16, validator=attrs.validators.ge(0),
+                                      metadata={"help": "P: prefix slots before the grid; the puzzle vector fills the first ones"})
+    puzzle_emb_dim: int = attrs.field(default=512, validator=attrs.validators.ge(0),
+                                      metadata={"help": "width of the learned per-puzzle vector; 0 disables it"})
+    forward_dtype: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "bfloat16", "float32")),
+        metadata={"help": "compute dtype: auto = bfloat16 on CUDA, float32 on CPU; weights stay fp32"})
+    loss: str = attrs.field(default="stablemax", validator=attrs.validators.in_(("stablemax", "softmax")),
+                            metadata={"help": "token loss: stablemax (the reference's, in fp64) or softmax"})
+    halt_loss_weight: float = attrs.field(default=0.5, validator=attrs.validators.ge(0),
+                                          metadata={"help": "weight of the halting loss beside the token loss"})
+    path: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "fast", "faithful")),
+        metadata={"help": "faithful: the paper code's arithmetic exactly; fast: the same model with less saved for "
+                          "backward and a float32 loss (docs/engine.md); auto: fast on CUDA, faithful elsewhere"})
+
+    @puzzle_emb_dim.validator
+    def _fits_the_prefix(self, _attribute: attrs.Attribute, value: int) -> None:
+        # The vector is laid out over the P prefix slots of width D; checked here so that `trm recipe validate`
+        # reports it, not the model build. Skipped while D or P are themselves out of range (reported already).
+        slots = self.puzzle_emb_len * self.hidden_size
+        if self.hidden_size > 0 and self.puzzle_emb_len >= 0 and value > slots:
+            raise ValueError(f"'puzzle_emb_dim' must be <= puzzle_emb_len x hidden_size = {self.puzzle_emb_len} x "
+                             f"{self.hidden_size} = {slots} (got {value})")
+
+
+@attrs.frozen
+class Recipe:
+    """A whole recipe: the task, its store, the backbone and halting plugins, and the settings of each phase."""
+
+    task: PluginSection = attrs.field(metadata=_help("the task plugin and its build options"))
+    data: DataConfig = attrs.field(metadata=_help("where the dataset store lives"))
+    backbone: PluginSection = attrs.field(metadata=_help("the network f and its options"))
+    halting: PluginSection = attrs.field(
+        factory=lambda: PluginSection("act_q"), metadata=_help("halting strategy and its options")
+    )
+    model: ModelConfig = attrs.field(factory=ModelConfig, metadata=_help("the recursion"))
+    optim: OptimConfig = attrs.field(factory=OptimConfig, metadata=_help("optimizers and LR schedule"))
+    train: TrainConfig = attrs.field(factory=TrainConfig, metadata=_help("training loop"))
+    eval: EvalConfig = attrs.field(factory=EvalConfig, metadata=_help("evaluation"))
+    run: RunConfig = attrs.field(factory=RunConfig, metadata=_help("run directory"))
+    plugins: list[str] = attrs.field(factory=list, metadata=_help("one-off plugin .py files (relative to recipe)"))
+    description: str = attrs.field(default="", metadata=_help("free text shown by `trm recipe show`"))
