@@ -416,4 +416,4 @@ def test_known_checkpoints_name_shipped_recipes():
             with pytest.raises(UserError, match="no recipe is known for this checkpoint; pass --recipe"):
                 default_recipe(ref)
         else:
-            assert default_recipe(ref) == find_recipe(known.recipe).path
+            assert default_recipe(ref) == known.recipe and find_recipe(known.recipe).path.is_file()

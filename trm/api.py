@@ -19,7 +19,14 @@ import attrs
 import numpy as np
 import torch
 
+from trm.build import model_from_checkpoint, task_dims
+from trm.checkpoint import find_checkpoint, read_checkpoint
+from trm.config import load_recipe
+from trm.engine import TinyRecursiveModel
 from trm.errors import UserError
+from trm.evaluate import MemorySplit, evaluate
+from trm.recipe import Recipe
+from trm.types import TaskDims
 
 
 @attrs.frozen
@@ -54,7 +61,8 @@ class Solution:
 class TrainedModel:
     """A loaded model with its recipe and puzzle-identifier names."""
 
-    def __init__(self, model: Any, recipe: Any, identifiers: list[str] | None, device: torch.device):
+    def __init__(self, model: TinyRecursiveModel, recipe: Recipe, identifiers: list[str] | None,
+                 device: torch.device):
         self.model, self.recipe, self.identifiers, self.device = model, recipe, identifiers, device
 
     @property
@@ -101,8 +109,6 @@ class TrainedModel:
               max_steps: int | None = None, halt_threshold: float | None = None, batch_size: int = 256) -> Solution:
         """Each row's answer with adaptive halting (stop when the halting rule says so, at ``max_steps`` at the
         latest) or ``halting="fixed"`` (exactly ``max_steps``), through ``trm eval``'s continuous batching."""
-        from trm.evaluate import MemorySplit, evaluate
-
         batch = self._batch(inputs, puzzle_identifiers)
         split = MemorySplit(batch["inputs"].cpu().numpy(), np.full(tuple(batch["inputs"].shape), -100, np.int64),
                             batch["puzzle_identifiers"].cpu().numpy())
@@ -125,10 +131,6 @@ def load(path: str | Path, *, device: str | torch.device | None = None, use_ema:
     ``use_ema`` writes the EMA weights over the live ones when the checkpoint has them (what evaluation uses).
     ``device`` defaults to CUDA when available; the compute dtype follows the recipe (auto: bf16 on CUDA).
     """
-    from trm.build import model_from_checkpoint, task_dims
-    from trm.checkpoint import find_checkpoint, read_checkpoint
-    from trm.config import load_recipe
-    from trm.types import TaskDims
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     checkpoint = find_checkpoint(Path(path))

@@ -22,7 +22,16 @@ from typing import Any
 import attrs
 import torch
 
+from trm.build import build_model, open_recipe_store, task_dims
+from trm.checkpoint import write_checkpoint
+from trm.config import dump_recipe, load_recipe
 from trm.errors import UserError
+from trm.hub_checkpoints import (check_size, default_recipe, download, expected_bytes, hub_metadata, is_hub_ref,
+                                 parse_hub_ref)
+from trm.recipe import Recipe
+from trm.recipe_catalog import find_recipe, resolve_recipe
+from trm.textfiles import read_utf8
+from trm.types import TaskDims
 
 # reference name (after the prefixes) -> trm name; "{i}" is a layer index.
 _RENAMES = [
@@ -111,12 +120,6 @@ def convert_reference(checkpoint: Path | str, recipe_path: Path | None, out: Pat
                       identifiers: Path | None = None, overrides: tuple[str, ...] = ()) -> Path:
     """Write a trm run directory at ``out`` (recipe.yaml + checkpoints/step_0) from a reference checkpoint: a file,
     or a Hub reference ``hf:OWNER/REPO[/PATH][@REVISION]`` (size checked against the recipe, then downloaded)."""
-    from trm.build import build_model, task_dims
-    from trm.checkpoint import write_checkpoint
-    from trm.config import dump_recipe, load_recipe
-    from trm.hub_checkpoints import default_recipe, is_hub_ref, parse_hub_ref
-    from trm.types import TaskDims
-
     out = Path(out)
     if (out / "checkpoints").exists():
         raise UserError(f"{out}: already holds checkpoints; choose a new --out directory")
@@ -128,9 +131,7 @@ def convert_reference(checkpoint: Path | str, recipe_path: Path | None, out: Pat
         if ref is None:
             raise UserError("--recipe is required for a checkpoint file (it is optional only for the known Hub "
                             "checkpoints of docs/convert.md)")
-        recipe_path = default_recipe(ref)
-    from trm.recipe_catalog import resolve_recipe
-
+        recipe_path = find_recipe(default_recipe(ref)).path
     recipe_path = resolve_recipe(recipe_path)  # a file, or a shipped recipe's name (`trm recipes`)
     recipe = load_recipe(recipe_path, overrides)
     if "model.path=" not in " ".join(overrides):  # "identical to the paper's code" holds on the faithful path
@@ -167,12 +168,8 @@ def convert_reference(checkpoint: Path | str, recipe_path: Path | None, out: Pat
                             identifiers=names)
 
 
-def _from_hub(ref: Any, recipe: Any, dims: Any) -> tuple[Path, str]:
+def _from_hub(ref: Any, recipe: Recipe, dims: TaskDims) -> tuple[Path, str]:
     """Check the Hub file's announced size against the recipe's model, then download it; (path, origin)."""
-    from trm.build import build_model
-    from trm.hub_checkpoints import check_size, download, expected_bytes, hub_metadata
-    from trm.types import TaskDims
-
     meta = hub_metadata(ref)
     with torch.device("meta"):
         model = build_model(recipe, TaskDims(dims.vocab_size, dims.seq_len, 1), dtype=torch.float32)
@@ -184,8 +181,6 @@ def _from_hub(ref: Any, recipe: Any, dims: Any) -> tuple[Path, str]:
 
 
 def _identifier_names(path: Path, rows: int | None) -> list[str]:
-    from trm.textfiles import read_utf8
-
     try:
         names = json.loads(read_utf8(path, "identifiers file"))
     except json.JSONDecodeError as exc:
@@ -197,18 +192,14 @@ def _identifier_names(path: Path, rows: int | None) -> list[str]:
     return names
 
 
-def _store_names(recipe: Any) -> list[str] | None:
+def _store_names(recipe: Recipe) -> list[str] | None:
     if not Path(recipe.data.store).exists():
         return None
-    from trm.build import open_recipe_store
-
     names = getattr(open_recipe_store(recipe, build=False).info, "identifier_names", None)
     return list(names) if names is not None else None
 
 
-def _store_fingerprint(recipe: Any) -> str | None:
+def _store_fingerprint(recipe: Recipe) -> str | None:
     if not Path(recipe.data.store).exists():
         return None
-    from trm.build import open_recipe_store
-
     return open_recipe_store(recipe, build=False).info.fingerprint

@@ -40,15 +40,16 @@ import torch
 from trm.errors import UserError
 from trm.plugins import registry
 from trm.progress import progress_bar
-from trm.types import EvalContext
+from trm.recipe import PluginSection, Recipe
+from trm.store import Store
+from trm.structuring import structure_options
+from trm.types import OPTIONAL_OUTPUTS, EvalContext, HaltingStrategy
 
 HALTING_MODES = ("adaptive", "fixed")
 
 
-def build_evaluators(recipe: Any, store: Any, output_dir: Path | None) -> list[tuple[str, Any]]:
+def build_evaluators(recipe: Recipe, store: Store, output_dir: Path | None) -> list[tuple[str, Any]]:
     """(name, evaluator) for the recipe's evaluators, or the task's defaults when the recipe names none."""
-    from trm.config import PluginSection, structure_options
-
     sections = recipe.eval.evaluators
     if sections is None:
         task = registry("tasks").get(recipe.task.name)
@@ -77,7 +78,7 @@ class StopRule:
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise UserError(f"halt threshold must be in (0, 1) (got {self.threshold})")
 
-    def stop(self, halting: Any, steps: torch.Tensor, q_halt: torch.Tensor, q_continue: torch.Tensor) -> torch.Tensor:
+    def stop(self, halting: HaltingStrategy, steps: torch.Tensor, q_halt: torch.Tensor, q_continue: torch.Tensor) -> torch.Tensor:
         """Bool [B]: the rows that take no further step."""
         stop = steps >= self.max_steps
         if self.mode == "adaptive":
@@ -86,7 +87,7 @@ class StopRule:
         return stop
 
 
-def stop_rule_for(halting: Any, mode: str | None, max_steps: int | None, threshold: float | None = None) -> StopRule:
+def stop_rule_for(halting: HaltingStrategy, mode: str | None, max_steps: int | None, threshold: float | None = None) -> StopRule:
     """The rule of a run's evaluation: ``mode`` defaults to adaptive, ``max_steps`` to the trained maximum."""
     mode = mode or "adaptive"
     if mode not in HALTING_MODES:
@@ -391,8 +392,6 @@ def evaluate(
 
 def wanted_outputs(evaluators: list[tuple[str, Any]], extra: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The optional outputs (``EvaluatorSpec.wants``) of the registered evaluators among ``evaluators``, in order."""
-    from trm.types import OPTIONAL_OUTPUTS
-
     specs = registry("evaluators")
     asked = set(extra)
     for name, _ in evaluators:

@@ -12,11 +12,12 @@ documented specs). docs/plugins.md has one heading per hook; tests/test_hooks.py
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import click
 import pluggy
 
+from trm.recipe import Recipe
 from trm.types import BackboneSpec, EvaluatorSpec, HaltingSpec, TaskSpec
 
 PROJECT = "trm"
@@ -78,16 +79,16 @@ def trm_recipe_dirs() -> Iterable[str | Path]:
 
 
 @hookspec
-def trm_before_run(recipe: Any, run_dir: Path) -> None:
+def trm_before_run(recipe: Recipe, run_dir: Path) -> None:
     """Observe the start of a training run.
 
-    ``recipe`` is the validated :class:`trm.config.Recipe`; ``run_dir`` the run directory (already holding
+    ``recipe`` is the validated :class:`trm.recipe.Recipe`; ``run_dir`` the run directory (already holding
     ``recipe.yaml``). Returns nothing. Called on the main process, before the first training step, also on resume.
     """
 
 
 @hookspec
-def trm_after_run(recipe: Any, run_dir: Path, metrics: dict[str, float]) -> None:
+def trm_after_run(recipe: Recipe, run_dir: Path, metrics: dict[str, float]) -> None:
     """Observe the end of a training run.
 
     ``metrics`` holds the last evaluation's results (empty when none ran). Returns nothing. Called on the main
@@ -96,7 +97,7 @@ def trm_after_run(recipe: Any, run_dir: Path, metrics: dict[str, float]) -> None
 
 
 @hookspec
-def trm_after_eval(recipe: Any, run_dir: Path, step: int, metrics: dict[str, float]) -> None:
+def trm_after_eval(recipe: Recipe, run_dir: Path, step: int, metrics: dict[str, float]) -> None:
     """Observe the results of one evaluation pass.
 
     ``step`` is the training step evaluated (optimizer steps so far); ``metrics`` the flat results of every

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from trm.errors import UserError
+from trm.fetch import sha256_file
 
 HUB_PREFIX = "hf:"
 _REF = re.compile(r"^hf:(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:/(?P<path>[^@]+?))?/?(?:@(?P<rev>[\w./-]+))?$")
@@ -83,15 +84,13 @@ def known_checkpoint(ref: HubRef) -> KnownCheckpoint | None:
                  if k.repo_id.lower() == ref.repo_id.lower() and k.path == ref.path), None)
 
 
-def default_recipe(ref: HubRef) -> Path:
-    """The recipe of a known checkpoint (``--recipe`` left out)."""
+def default_recipe(ref: HubRef) -> str:
+    """The shipped recipe's name of a known checkpoint (``--recipe`` left out; trm/recipe_catalog.py finds it)."""
     known = known_checkpoint(ref)
     if known is None or known.recipe is None:
         raise UserError(f"{ref}: no recipe is known for this checkpoint; pass --recipe (docs/convert.md lists the "
                         "known public checkpoints)")
-    from trm.recipe_catalog import find_recipe
-
-    return find_recipe(known.recipe).path
+    return known.recipe
 
 
 def expected_bytes(model: Any, rows: int | None) -> tuple[int, int]:
@@ -150,8 +149,6 @@ def download(ref: HubRef, size: int | None, etag: str | None = None) -> Path:
     """The file, downloaded into huggingface_hub's cache (resumed there if interrupted) and checked against the
     announced size and, for LFS files, the SHA-256 the Hub gives as ETag."""
     from huggingface_hub import hf_hub_download
-
-    from trm.fetch import sha256_file
 
     endpoint = os.environ.get("HF_ENDPOINT") or None
     try:

@@ -20,6 +20,11 @@ from typing import Any, Sequence
 
 from trm import __version__
 from trm.errors import UserError
+from trm.fetch import is_fetch_source
+from trm.plugins import registry
+from trm.recipe import Recipe
+from trm.store import StoreInfo
+from trm.structuring import recipe_to_dict, structure_options
 
 HISTORY_NAME = "history.jsonl"
 FROZEN_SECTIONS = ("model", "backbone", "halting", "task")
@@ -50,9 +55,7 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _frozen_parts(recipe: Any) -> dict[str, Any]:
-    from trm.config import recipe_to_dict
-
+def _frozen_parts(recipe: Recipe) -> dict[str, Any]:
     plain = recipe_to_dict(recipe)
     parts = {section: plain.get(section) for section in FROZEN_SECTIONS}
     parts["data.store"] = plain["data"]["store"]
@@ -87,8 +90,6 @@ def _option_differences(recorded: dict[str, Any], wanted: dict[str, Any]) -> dic
 
 def _fetched(value: str) -> bool:
     """A ``fetch:NAME`` source: pinned by name and checksums, recorded in the store as the fetched directory."""
-    from trm.fetch import is_fetch_source
-
     return bool(is_fetch_source(value))
 
 
@@ -99,16 +100,11 @@ def _same_path(left: str, right: str) -> bool:
         return False
 
 
-def store_option_differences(recipe: Any, store_info: Any) -> dict[str, tuple[Any, Any]]:
+def store_option_differences(recipe: Recipe, store_info: StoreInfo) -> dict[str, tuple[Any, Any]]:
     """{option: (store's value, recipe's value)} for the task options the store was built with and the recipe's."""
-    from trm.config import recipe_to_dict
-    from trm.plugins import registry
-
     wanted = recipe_to_dict(recipe.task.options)
     recorded = dict(store_info.task_options or {})
     try:  # fill the defaults of options added to the task since the store was built
-        from trm.config import structure_options
-
         options_class = registry("tasks").get(recipe.task.name).options_class
         recorded = recipe_to_dict(structure_options(options_class, recorded))
     except Exception:  # noqa: BLE001 - options renamed since: compare as recorded
@@ -118,7 +114,7 @@ def store_option_differences(recipe: Any, store_info: Any) -> dict[str, tuple[An
     return _option_differences(recorded, wanted)
 
 
-def check_store_options(recipe: Any, store_info: Any) -> dict[str, tuple[Any, Any]]:
+def check_store_options(recipe: Recipe, store_info: StoreInfo) -> dict[str, tuple[Any, Any]]:
     """Refuse a store built with other task options than the recipe's, unless ``data.match_task_options`` is false.
 
     Returns the accepted differences (empty when the options match) for the run's history.

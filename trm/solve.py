@@ -19,6 +19,10 @@ import numpy as np
 import torch
 
 from trm.errors import UserError
+from trm.evaluate import stop_rule_for
+from trm.recipe import Recipe
+from trm.store import StoreInfo
+from trm.trajectory import draw_trajectory
 from trm.types import Puzzle, Solution, SolveContext
 
 
@@ -44,8 +48,6 @@ class StepResults:
 def run_steps(model: Any, inputs: Any, identifiers: Any, *, max_steps: int, halting: str = "adaptive",
               halt_threshold: float | None = None, device: torch.device | str | None = None) -> StepResults:
     """Run ``inputs`` [B, L] (with ``identifiers`` [B]) until every row has stopped; see the module docstring."""
-    from trm.evaluate import stop_rule_for
-
     if max_steps < 1:
         raise UserError(f"--max-steps: must be >= 1 (got {max_steps})")
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -159,7 +161,7 @@ def solve_puzzles(model: Any, puzzles: Sequence[Puzzle], task: Any, context: Sol
 # --------------------------------------------------------------------------------------------------------------
 
 
-def store_context(recipe: Any, info: Any) -> SolveContext:
+def store_context(recipe: Recipe, info: StoreInfo) -> SolveContext:
     """The solving context of a run whose store is open (``trm eval --trajectories``, ``trm report``)."""
     return SolveContext(seq_len=info.seq_len, vocab_size=info.vocab_size,
                         identifier_names=info.identifier_names if info.num_puzzle_identifiers > 1 else None,
@@ -172,8 +174,6 @@ def eval_trajectories(model: Any, split: Any, task: Any, context: SolveContext, 
                       candidates: int = 256, batch_size: int = 64, suffix: str = ".png") -> list[Path]:
     """Trajectory pictures of ``count`` test examples of ``split``, half of them answered right and half wrong
     where the split has both: up to ``candidates`` seeded random examples are solved, then picked from."""
-    from trm.trajectory import draw_trajectory
-
     if count < 1:
         return []
     total = split.num_examples

@@ -38,6 +38,7 @@ import numpy as np
 
 from trm import moved
 from trm.errors import UserError
+from trm.types import TaskDims
 
 FORMAT = "trm-dataset"
 # Version 2 added a CRC32C checksum to every chunk of every array; version 1 stores are still read (with a note).
@@ -109,6 +110,11 @@ class StoreInfo:
     def checksums(self) -> bool:
         """Whether every chunk carries a CRC32C checksum (format 2 on); reads verify it."""
         return self.format_version >= CHECKSUMS_SINCE
+
+    @property
+    def dims(self) -> TaskDims:
+        """The sizes a model for this store needs: vocabulary, grid length, puzzle identifiers."""
+        return TaskDims(self.vocab_size, self.seq_len, self.num_puzzle_identifiers)
 
     @functools.cached_property
     def identifier_names(self) -> list[str]:

@@ -30,22 +30,25 @@ from trm import __version__
 from trm.build import build_model, forward_dtype, open_recipe_store
 from trm.checkpoint import (capture_process_state, find_checkpoint, gather_process_states, prune_checkpoints,
                             read_checkpoint, reseed_process, restore_process_state, write_checkpoint)
-from trm.data import plan_batches
 from trm.config import dump_recipe
+from trm.data import TrainLoader, plan_batches
+from trm.engine import model_summary
 from trm.errors import UserError
 from trm.eval_guard import evaluation_guard, guard_evaluators, part
 from trm.evaluate import build_evaluators, evaluate, format_table
 from trm.logs import MetricsLog, plot_curves, read_metrics
+from trm.losses import act_loss, token_loss_name
+from trm.optim import EMA, build_optimizers, lr_at
 from trm.plugins import get_host
 from trm.progress import progress_bar
-from trm.optim import EMA
-from trm.types import TaskDims
+from trm.recipe import Recipe
+from trm.run_history import check_store_options
 
 
 class Trainer:
     """Owns one training run: build everything from the recipe, loop, evaluate, checkpoint."""
 
-    def __init__(self, recipe: Any, run_dir: Path, *, resume: bool = False, show_progress: bool = True):
+    def __init__(self, recipe: Recipe, run_dir: Path, *, resume: bool = False, show_progress: bool = True):
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
@@ -61,15 +64,13 @@ class Trainer:
         if self.is_main:
             self.store = open_recipe_store(recipe, build=not resume, show_progress=show_progress)
             if not resume:  # a resume is held to the checkpoint's store fingerprint instead (_resume)
-                from trm.run_history import check_store_options
-
                 self.store_option_differences = check_store_options(recipe, self.store.info)
         acc.wait_for_everyone()
         if not self.is_main:
             self.store = open_recipe_store(recipe, build=False)
         info = self.store.info
         self.train_split = self.store.split("train")
-        self.dims = TaskDims(info.vocab_size, info.seq_len, info.num_puzzle_identifiers)
+        self.dims = info.dims
 
         set_seed(recipe.train.seed)  # same seed on every process: identical initial weights without a broadcast
         self.dtype = forward_dtype(recipe.model.forward_dtype, acc.device)
@@ -79,18 +80,12 @@ class Trainer:
         # Exploration draws must differ between processes (the reference seeds torch with seed + rank).
         torch.manual_seed(recipe.train.seed + acc.process_index)
         self.halting = self.model.halting
-        from trm.losses import token_loss_name
-
         self.loss_type = token_loss_name(recipe.model.loss, self.model.fast_path)
-        from trm.optim import build_optimizers
-
         self.dense_opt, self.sparse_opt = build_optimizers(self.model, recipe.optim)
         self.ema = EMA(self.model, recipe.train.ema) if recipe.train.ema is not None else None
         compile_on = recipe.train.compile == "on" or (recipe.train.compile == "auto" and acc.device.type == "cuda")
         self.step_model = torch.compile(self.model) if compile_on else self.model
         self.dense_params = [p for p in self.model.parameters() if p.requires_grad and p not in self._sparse_params()]
-
-        from trm.data import TrainLoader
 
         self.loader = TrainLoader(self.train_split, global_batch_size=self.plan.global_batch, rank=acc.process_index,
                                   world_size=acc.num_processes, seed=recipe.train.seed,
@@ -127,8 +122,6 @@ class Trainer:
 
     # ---- set-up report --------------------------------------------------------------------------------------
     def describe(self) -> list[str]:
-        from trm.engine import model_summary
-
         plan = self.plan
         lines = [
             f"run directory: {self.run_dir}",
@@ -168,8 +161,6 @@ class Trainer:
                 for i in range(self.plan.accumulation)]
 
     def _set_lr(self) -> float:
-        from trm.optim import lr_at
-
         optim = self.recipe.optim
         lr = 0.0
         for optimizer, base in ((self.dense_opt, optim.lr), (self.sparse_opt, optim.puzzle_emb_lr)):
@@ -195,8 +186,6 @@ class Trainer:
             offset += g.numel()
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        from trm.losses import act_loss
-
         totals: dict[str, torch.Tensor] = {}
         for index, micro in enumerate(self._micro_batches(batch)):
             if self.carries[index] is None:

@@ -20,10 +20,11 @@ from trm.errors import UserError
 from trm.eval_guard import evaluation_guard, guard_evaluators, part
 from trm.evaluate import build_evaluators, evaluate
 from trm.plugins import get_host, registry
-from trm.types import TaskDims
+from trm.recipe import Recipe
+from trm.types import TaskSpec
 
 
-def get_task(recipe: Any) -> Any:
+def get_task(recipe: Recipe) -> TaskSpec:
     return registry("tasks").get(recipe.task.name)
 
 
@@ -48,7 +49,7 @@ class LoadedEvaluation:
 
     checkpoint: Path
     run_dir: Path
-    recipe: Any
+    recipe: Recipe
     store: Any
     model: Any
     parts: dict
@@ -102,7 +103,7 @@ def load_evaluation(target: Path, overrides: tuple[str, ...], *, split: str | No
     accelerator = Accelerator(cpu=cpu_processes())
     store = open_recipe_store(recipe, build=False)
     info = store.info
-    dims = TaskDims(info.vocab_size, info.seq_len, info.num_puzzle_identifiers)
+    dims = info.dims
     model, parts = load_trained_model(checkpoint, recipe, dims, accelerator.device, use_ema=use_ema)
     trained_on = parts["state"]["fingerprint"]
     if trained_on != info.fingerprint and not allow_other_store:

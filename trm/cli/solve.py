@@ -16,6 +16,7 @@ import click
 from trm.cli.evaluate import halting_options
 from trm.errors import UserError
 from trm.types import Puzzle, SolveContext
+from trm.recipe import Recipe
 
 
 @attrs.frozen
@@ -23,7 +24,7 @@ class Loaded:
     """A trained model ready to solve: the model, its recipe, its task plugin and the context for the task's hooks."""
 
     model: Any
-    recipe: Any
+    recipe: Recipe
     task: Any
     context: SolveContext
     checkpoint: Path

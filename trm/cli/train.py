@@ -13,7 +13,6 @@ import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -24,6 +23,7 @@ from trm.eval_guard import EvaluationFailed
 from trm.run_history import append_history, check_resume_overrides
 from trm.run_lock import RunLock, is_main_process
 from trm.train import Trainer, cpu_processes
+from trm.recipe import Recipe
 
 OVERRIDES_HELP = "key=value overrides (dotted paths, values parsed as YAML), e.g. optim.lr=3e-4 train.epochs=10"
 
@@ -59,7 +59,7 @@ def run(recipe: str | None, overrides: tuple[str, ...], resume: str | None, run_
     run_training(recipe, overrides, resume=resume, run_dir=run_dir, show_progress=not no_progress)
 
 
-def new_run_dir(recipe_path: Path, recipe: Any) -> Path:
+def new_run_dir(recipe_path: Path, recipe: Recipe) -> Path:
     name = recipe.run.name or f"{recipe_path.stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     return Path(recipe.run.dir) / name
 
