@@ -1,12 +1,19 @@
-"""Hook specifications: everything a trm plugin can provide or observe.
+"""Hook specifications: everything a trm plugin can provide or observe, grouped by the phase that calls them.
 
-Registration hooks (``trm_backbones``, ``trm_tasks``, ``trm_halting_strategies``, ``trm_evaluators``) are called
-once when the registries are built; each plugin returns an iterable of records from ``trm.types``. ``trm_commands``
-adds click commands to the CLI; ``trm_recipe_dirs`` names folders of recipes a plugin ships. The lifecycle hooks (``trm_before_run``, ``trm_after_run``, ``trm_after_eval``)
-are called at run and evaluation boundaries, never inside the compiled training step.
+1. **Registration** (``trm_backbones``, ``trm_tasks``, ``trm_halting_strategies``, ``trm_evaluators``): called once
+   per plugin host, when the registry of that kind is first needed (trm.types.PLUGIN_KINDS is the table of kinds).
+   Each implementation is called on its own through pluggy (so ``TRM_TRACE_HOOKS=1`` shows it) and returns an
+   iterable of the kind's record; a wrong return value or a duplicate name is reported naming the plugin.
+2. **The command line and recipes** (``trm_commands``, ``trm_recipe_dirs``): ``trm_commands`` once when the CLI
+   starts, ``trm_recipe_dirs`` whenever recipes are listed or looked up by name.
+3. **A run's lifecycle** (``trm_before_run``, ``trm_after_eval``, ``trm_after_run``): observers, called on the main
+   process at run and evaluation boundaries, never inside the compiled training step; every implementation is
+   called (no ``firstresult``) and results are ignored. An exception ends the command with one line naming the
+   plugin (trm/errors.py, trm/eval_guard.py).
 
-Pattern: simonw/llm and datasette (``register_*`` hooks returning records), pytest (project-prefixed, typed,
-documented specs). docs/plugins.md has one heading per hook; tests/test_hooks.py checks that.
+No hook is called with positional arguments: implementations may take any subset of a hook's parameters, by name
+(pluggy's rule). Pattern: simonw/llm and datasette (``register_*`` hooks returning records), pytest (project-
+prefixed, typed, documented specs). docs/plugins.md has one heading per hook; tests/test_hooks.py checks that.
 """
 
 from __future__ import annotations
@@ -23,6 +30,11 @@ from trm.types import BackboneSpec, EvaluatorSpec, HaltingSpec, TaskSpec
 PROJECT = "trm"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 1. Registration: what a plugin provides, gathered into one registry per kind
+# --------------------------------------------------------------------------------------------------------------
 
 
 @hookspec
@@ -59,6 +71,11 @@ def trm_evaluators() -> Iterable[EvaluatorSpec]:
     """
 
 
+# --------------------------------------------------------------------------------------------------------------
+# 2. The command line and recipes
+# --------------------------------------------------------------------------------------------------------------
+
+
 @hookspec
 def trm_commands(cli: click.Group) -> None:
     """Add commands to the ``trm`` command line.
@@ -76,6 +93,11 @@ def trm_recipe_dirs() -> Iterable[str | Path]:
     Its recipes are listed by ``trm recipes`` and run by name (``trm run NAME`` or ``trm run PLUGIN:NAME``).
     Called whenever a recipe is looked up by name or listed.
     """
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 3. A run's lifecycle: observers on the main process
+# --------------------------------------------------------------------------------------------------------------
 
 
 @hookspec

@@ -18,32 +18,29 @@ Patterned on simonw/llm's ``plugins.py`` and datasette's plugin host.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import os
 import sys
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 import pluggy
 
 from trm import hookspecs
 from trm.errors import PluginError, UserError, did_you_mean
+from trm.types import PLUGIN_KINDS, PluginKind
 
 ENTRY_POINT_GROUP = "trm"
 ENV_LOAD = "TRM_LOAD_PLUGINS"
 ENV_DISABLE = "TRM_DISABLE_PLUGINS"
 ENV_TRACE = "TRM_TRACE_HOOKS"
 
-# kind (as the CLI and recipes say it) -> (registration hook, noun used in messages)
-KINDS: dict[str, tuple[str, str]] = {
-    "backbones": ("trm_backbones", "backbone"),
-    "tasks": ("trm_tasks", "task"),
-    "halting": ("trm_halting_strategies", "halting strategy"),
-    "evaluators": ("trm_evaluators", "evaluator"),
-}
+# kind name -> its row of trm.types.PLUGIN_KINDS (the one table of plugin kinds)
+KINDS: dict[str, PluginKind] = {kind.name: kind for kind in PLUGIN_KINDS}
 
 
 @attrs.frozen
@@ -80,21 +77,21 @@ class Registry:
 
     def __init__(self, kind: str, host: "PluginHost"):
         self.kind = kind
-        hook_name, self.noun = KINDS[kind]
+        self._spec = KINDS[kind]
+        self.noun = self._spec.noun
         self._host = host
         self._records: dict[str, Any] = {}
         self._owners: dict[str, str] = {}
-        caller = getattr(host.pm.hook, hook_name)
-        for impl in caller.get_hookimpls():
-            for record in self._records_of(impl.plugin_name, hook_name, impl.function):
-                self._add(record, impl.plugin_name)
+        for owner, call in host.implementations(self._spec.hook):
+            for record in self._records_of(owner, self._spec.hook, call):
+                self._add(record, owner)
 
-    def _records_of(self, owner: str, hook_name: str, hook: Any) -> list[Any]:
+    def _records_of(self, owner: str, hook_name: str, hook: Callable[[], Any]) -> list[Any]:
         """What plugin ``owner``'s registration hook returns, checked: a list of the kind's record class.
 
         A wrong return value would otherwise surface as an AttributeError deep inside a later command, naming
         neither the plugin nor the hook."""
-        expected = _record_class(self.kind)
+        expected = self._spec.record
         who = f"plugin {self._host.describe(owner)}: {hook_name}()"
         try:
             result = hook()
@@ -166,11 +163,9 @@ def _check_load_names(only: set[str], installed: set[str], modules: dict[str, st
                         f"(installed: {', '.join(sorted(installed)) or 'none'})")
 
 
-def _record_class(kind: str) -> type:
-    from trm import types
-
-    return {"backbones": types.BackboneSpec, "tasks": types.TaskSpec, "halting": types.HaltingSpec,
-            "evaluators": types.EvaluatorSpec}[kind]
+def _only_result(caller: Any, **kwargs: Any) -> Any:
+    results = caller(**kwargs)  # pluggy leaves None results out
+    return results[0] if results else None
 
 
 def _kind_of(value: Any) -> str:
@@ -263,6 +258,20 @@ class PluginHost:
         if info is None or info.distribution is None:
             return f"'{name}'"
         return f"'{name}' ({info.distribution} {info.version})"
+
+    def implementations(self, hook_name: str) -> list[tuple[str, Callable[..., Any]]]:
+        """(plugin name, a call of that plugin's implementation alone) for every implementation of ``hook_name``.
+
+        Each call goes through pluggy's hook caller (a subset of one plugin), so ``TRM_TRACE_HOOKS`` shows it, and
+        returns that implementation's result (``None`` for none); an exception is the implementation's own. Callers
+        use it where a result must be traced to its plugin (duplicate names, a bad return value).
+        """
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        calls = []
+        for impl in impls:
+            alone = self.pm.subset_hook_caller(hook_name, remove_plugins=[i.plugin for i in impls if i is not impl])
+            calls.append((impl.plugin_name, functools.partial(_only_result, alone)))
+        return calls
 
     def hooks_of(self, name: str) -> list[str]:
         plugin = self.pm.get_plugin(name)

@@ -58,10 +58,9 @@ def _plugin_dirs(host: Any) -> list[tuple[str, Path]]:
     import sys
 
     folders = []
-    for impl in host.pm.hook.trm_recipe_dirs.get_hookimpls():
-        owner = impl.plugin_name
+    for owner, call in host.implementations("trm_recipe_dirs"):
         try:
-            answer = impl.function()
+            answer = call()
         except Exception as exc:  # a broken plugin must not hide the other recipes
             print(f"trm: warning: plugin {owner}'s trm_recipe_dirs failed: {type(exc).__name__}: {exc}",
                   file=sys.stderr)

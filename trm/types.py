@@ -57,6 +57,10 @@ class Backbone(Protocol):
     def embed_positions(self, x: "torch.Tensor") -> "torch.Tensor": ...
 
 
+# The build layer sets ``fast_path`` (bool) on every built backbone, the value of ``BackboneShape.fast``; the engine
+# reads it to pick the loss. A backbone need not define it.
+
+
 @attrs.frozen
 class BackboneSpec:
     """A backbone plugin: ``build(options, shape) -> torch.nn.Module`` honouring :class:`Backbone`."""
@@ -101,6 +105,25 @@ class HaltingStrategy(Protocol):
         self, q_halt: "torch.Tensor", q_continue: "torch.Tensor", correct: "torch.Tensor",
         target_q_continue: "torch.Tensor | None",
     ) -> "torch.Tensor": ...
+
+
+@runtime_checkable
+class HaltingStrategyExtras(Protocol):
+    """Members a :class:`HaltingStrategy` may add; the core uses each one a strategy has, else the fallback below.
+
+    * ``loss_terms``: the halting loss as named terms, each logged on its own (``q_halt_loss``, ...); without it the
+      training step calls ``loss`` and logs it as ``halt_loss`` (trm/losses.py).
+    * ``halt_rule``: a short text of the rule (``"q_halt > 0"``) for model summaries; ``?`` without it.
+    * ``halt_logit`` (declared on :class:`HaltingStrategy`): a strategy written before it existed is evaluated at
+      fixed depth, with a note (trm/evaluate.py).
+    """
+
+    halt_rule: str
+
+    def loss_terms(
+        self, q_halt: "torch.Tensor", q_continue: "torch.Tensor", correct: "torch.Tensor",
+        target_q_continue: "torch.Tensor | None",
+    ) -> "dict[str, torch.Tensor]": ...
 
 
 @attrs.frozen
@@ -321,3 +344,27 @@ class EvaluatorSpec:
 
 PluginRecord = BackboneSpec | HaltingSpec | TaskSpec | EvaluatorSpec
 Records = Iterable[PluginRecord]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The kinds of plugin: the one table the host, the CLI and the docs' checks read.
+# --------------------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class PluginKind:
+    """One kind of plugin: its name (as ``trm list KIND`` and recipes say it), its registration hook (in
+    ``trm.hookspecs``), the noun messages use and the record class every item the hook returns must be."""
+
+    name: str
+    hook: str
+    noun: str
+    record: type
+
+
+PLUGIN_KINDS: tuple[PluginKind, ...] = (
+    PluginKind("backbones", "trm_backbones", "backbone", BackboneSpec),
+    PluginKind("tasks", "trm_tasks", "task", TaskSpec),
+    PluginKind("halting", "trm_halting_strategies", "halting strategy", HaltingSpec),
+    PluginKind("evaluators", "trm_evaluators", "evaluator", EvaluatorSpec),
+)

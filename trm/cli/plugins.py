@@ -19,6 +19,7 @@ import attrs
 import click
 
 from trm.errors import UserError
+from trm.types import PLUGIN_KINDS
 
 # --------------------------------------------------------------------------------------------------------------
 # trm plugins
@@ -152,7 +153,7 @@ def describe_options(options_class: type) -> list[dict[str, Any]]:
 
 
 @click.command("list")
-@click.argument("kind", type=click.Choice(["backbones", "tasks", "halting", "evaluators"]))
+@click.argument("kind", type=click.Choice([kind.name for kind in PLUGIN_KINDS]))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def list_command(kind: str, as_json: bool) -> None:
     """List the installed backbones, tasks, halting strategies or evaluators with every option: its type (a
