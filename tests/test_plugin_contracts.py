@@ -346,6 +346,20 @@ def test_the_writer_s_old_module_still_works_with_a_deprecation_warning():
         trm.store.no_such_name
 
 
+def test_names_that_moved_still_work_with_a_deprecation_warning():
+    """docs/python-api.md named trm.engine.assemble; docs and tests name trm.engine.ModelConfig and trm.config's
+    schema classes, which now live in trm.recipe."""
+    import trm.engine
+    from trm import build, config, recipe
+
+    with pytest.warns(DeprecationWarning, match=r"trm.engine.assemble is deprecated: import it from trm.build"):
+        assert trm.engine.assemble is build.assemble
+    assert trm.engine.ModelConfig is recipe.ModelConfig
+    assert config.Recipe is recipe.Recipe and config.OptimConfig is recipe.OptimConfig
+    with pytest.raises(AttributeError):
+        trm.engine.no_such_name
+
+
 def test_a_store_built_by_another_task_version_is_noted_once(tmp_path, empty_host, monkeypatch, capsys):
     from types import SimpleNamespace
 
