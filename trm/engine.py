@@ -57,6 +57,9 @@ class TinyRecursiveModel(nn.Module):
             raise ValueError(f"puzzle_emb_dim {config.puzzle_emb_dim} does not fit in puzzle_emb_len {prefix} "
                              f"slots of hidden_size {hidden}")
         self.config, self.halting, self.dtype = config, halting, dtype
+        # (T, n) while training under a depth curriculum (trm/curriculum.py); None: the config's. Evaluation always
+        # uses the config's depth. A change makes torch.compile build one more graph per phase.
+        self.train_depth: tuple[int, int] | None = None
         self.fast_path = bool(getattr(backbone, "fast_path", False))  # set by build_model; reported, and picks the loss
         self.vocab_size, self.seq_len, self.prefix_len = vocab_size, seq_len, prefix
         self.embed_scale = math.sqrt(hidden)
@@ -91,15 +94,18 @@ class TinyRecursiveModel(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """T cycles of n latent updates then one answer update; only the last cycle keeps gradients."""
         f = self.backbone  # f(h, injection) = backbone(h + injection): the injection is added once, before block 1
+        h_cycles, l_cycles = self.config.h_cycles, self.config.l_cycles  # T, n
+        if self.training and self.train_depth is not None:
+            h_cycles, l_cycles = self.train_depth
         with torch.no_grad():
-            for _ in range(self.config.h_cycles - 1):
+            for _ in range(h_cycles - 1):
                 injection = y + x  # y is fixed during the n latent updates: add it to x once per cycle
-                for _ in range(self.config.l_cycles):  # n
+                for _ in range(l_cycles):  # n
                     z = f(z + injection)
                 y = f(y + z)  # the answer update sees z only, not x: that is how one f tells its two jobs apart
         with torch.set_grad_enabled(grad_last_cycle and torch.is_grad_enabled()):
             injection = y + x
-            for _ in range(self.config.l_cycles):
+            for _ in range(l_cycles):
                 z = f(z + injection)
             y = f(y + z)
         return y, z

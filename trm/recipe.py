@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import attrs
 
+from trm.curriculum import DepthPhase, check_phases
+
 
 def _help(text: str) -> dict[str, str]:
     return {"help": text}
@@ -130,6 +132,15 @@ class TrainConfig:
         metadata=_help("checkpoints kept: the latest N, plus the best by the first evaluator's first metric; "
                        "null keeps all"),
     )
+    depth_curriculum: list[DepthPhase] = attrs.field(
+        factory=list, metadata=_help("shallower recursion early in training: phases {until, h_cycles, l_cycles}, "
+                                     "until = fraction of the run's optimizer steps; then the model's own T and n "
+                                     "(docs/training.md, \"Depth curriculum\")"),
+    )
+
+    @depth_curriculum.validator
+    def _phases_in_order(self, _attribute: attrs.Attribute, value: list[DepthPhase]) -> None:
+        check_phases(value)
 
 
 @attrs.frozen
@@ -163,6 +174,10 @@ class EvalConfig:
         default=None, validator=_maybe(_open_unit_interval),
         metadata=_help("adaptive only: stop when the halting confidence sigmoid(halt logit) exceeds this "
                        "(0 < p < 1); null: the strategy's own rule (p = 0.5)"),
+    )
+    final_whole_split: bool = attrs.field(
+        default=False, metadata=_help("the final evaluation (at the end of `trm run`) uses the whole split even when "
+                                      "eval.limit makes the periodic ones use a subset"),
     )
 
 

@@ -31,6 +31,7 @@ from trm.build import build_model, forward_dtype, open_recipe_store
 from trm.checkpoint import (capture_process_state, find_checkpoint, gather_process_states, prune_checkpoints,
                             read_checkpoint, reseed_process, restore_process_state, write_checkpoint)
 from trm.config import dump_recipe
+from trm.curriculum import depth_at
 from trm.data import TrainLoader, plan_batches
 from trm.engine import model_summary
 from trm.errors import UserError
@@ -53,6 +54,7 @@ class Trainer:
         from accelerate.utils import set_seed
 
         self.recipe, self.run_dir, self.show_progress = recipe, Path(run_dir), show_progress
+        self.clock_start = time.perf_counter()  # records' wall_s: seconds since this run (or resume) started
         trackers = _trackers()
         self.accelerator = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir), cpu=cpu_processes())
         acc = self.accelerator
@@ -174,6 +176,20 @@ class Trainer:
                 lr = value
         return lr
 
+    def _set_depth(self) -> None:
+        """The curriculum's (T, n) for this step (trm/curriculum.py); the phase changes are printed."""
+        phases = self.recipe.train.depth_curriculum
+        if not phases:
+            return
+        depth = depth_at(self.step, self.total_steps, phases)
+        if depth != self.model.train_depth or self.step == 0:
+            self.model.train_depth = depth
+            if self.is_main:
+                cfg = self.recipe.model
+                T, n = depth if depth is not None else (cfg.h_cycles, cfg.l_cycles)
+                print(f"depth curriculum: from step {self.step}, T={T}, n={n}"
+                      + ("" if depth is not None else " (the model's own)"), file=sys.stderr, flush=True)
+
     def _all_reduce_dense_grads(self) -> None:
         if self.accelerator.num_processes == 1:
             return
@@ -187,6 +203,7 @@ class Trainer:
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         totals: dict[str, torch.Tensor] = {}
+        self._set_depth()
         for index, micro in enumerate(self._micro_batches(batch)):
             if self.carries[index] is None:
                 self.carries[index] = self.model.initial_carry(micro)
@@ -356,6 +373,7 @@ class Trainer:
         record["halted"] = summed.get("count", 0.0) / steps
         record["lr"] = lr
         record["samples_per_s"] = steps * self.plan.global_batch / max(seconds, 1e-9)
+        record["wall_s"] = round(time.perf_counter() - self.clock_start, 1)
         self.log.write(record)
         if self.accelerator.log_with:
             self.accelerator.log({f"train/{k}": v for k, v in record.items() if isinstance(v, float)}, step=self.step)
@@ -372,7 +390,7 @@ class Trainer:
         rng = torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
         try:
             with rng, evaluation_guard(f"evaluation at step {self.step}", after):
-                self._evaluate(bar)
+                self._evaluate(bar, final=final)
         except BaseException:
             if bar is not None:
                 bar.close()
@@ -380,8 +398,9 @@ class Trainer:
         self.pending_eval = False if not final else self.pending_eval
         self._prune()
 
-    def _evaluate(self, bar: Any) -> None:
+    def _evaluate(self, bar: Any, *, final: bool = False) -> None:
         recipe, acc = self.recipe, self.accelerator
+        limit = None if final and recipe.eval.final_whole_split else recipe.eval.limit
         if not self.store.has_split(recipe.eval.split):
             return
         if self.evaluators is None:  # built once per run: ARC votes accumulate across rounds
@@ -392,7 +411,7 @@ class Trainer:
             metrics = evaluate(self.step_model, self.store.split(recipe.eval.split), self.evaluators, accelerator=acc,
                                global_batch_size=recipe.eval.batch_size or self.plan.global_batch,
                                max_steps=recipe.eval.max_steps, halting=recipe.eval.halting,
-                               halt_threshold=recipe.eval.halt_threshold, limit=recipe.eval.limit, seed=recipe.train.seed,
+                               halt_threshold=recipe.eval.halt_threshold, limit=limit, seed=recipe.train.seed,
                                ignore_label_id=self.store.info.ignore_label_id, pad_id=self.store.info.pad_id,
                                show_progress=self.show_progress)
         self.last_eval = metrics
@@ -408,7 +427,8 @@ class Trainer:
             with part("the experiment tracker"):
                 acc.log({f"eval/{k}": v for k, v in metrics.items()}, step=self.step)
         if self.is_main:  # the record last: its presence says this step's evaluation completed (see _resume)
-            self.log.write({"kind": "eval", "step": self.step, "epoch": round(self.loader.epoch, 4), **metrics})
+            self.log.write({"kind": "eval", "step": self.step, "epoch": round(self.loader.epoch, 4), **metrics,
+                            "wall_s": round(time.perf_counter() - self.clock_start, 1)})
             try:
                 plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
             except Exception as exc:  # noqa: BLE001 - a drawing problem is not worth a run
@@ -516,7 +536,7 @@ def best_evaluated_step(records: list[dict[str, Any]]) -> int | None:
     evals = [r for r in records if r.get("kind") == "eval"]
     if not evals:
         return None
-    headline = next((key for key in evals[0] if key not in ("kind", "step", "epoch")), None)
+    headline = next((key for key in evals[0] if key not in ("kind", "step", "epoch", "wall_s")), None)
     scored = [(r[headline], r["step"]) for r in evals
               if isinstance(r.get(headline), (int, float)) and math.isfinite(r[headline]) and isinstance(r.get("step"), int)]
     return max(scored)[1] if scored else None

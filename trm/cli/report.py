@@ -194,7 +194,7 @@ def build_report(run_dir: Path, out: Path | None = None, *, trajectories: int = 
 
         parts.append("<h2>Evaluation results</h2>")
         if evals:
-            columns = {f"step {r['step']}": {k: v for k, v in r.items() if k not in ("kind", "step", "epoch")}
+            columns = {f"step {r['step']}": {k: v for k, v in r.items() if k not in ("kind", "step", "epoch", "wall_s")}
                        for r in evals[-6:]}
             parts.append('<p class="note">during training (the last six evaluations)</p>' + _metric_table(columns))
         for report in reports:
