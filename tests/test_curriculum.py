@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from trm import config
-from trm.curriculum import DepthPhase, depth_at
+from trm.curriculum import depth_at
+from trm.recipe import DepthPhase
 
 from test_config import GOOD, problems_of, write
 from test_engine import CountingBackbone, batch, tiny

@@ -12,29 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import attrs
-
-
-def _fraction_below_one(_instance: object, _attribute: attrs.Attribute, value: float) -> None:
-    if not 0 < value < 1:
-        raise ValueError(f"must be > 0 and < 1: a fraction of the run's optimizer steps (got {value})")
-
-
-@attrs.frozen
-class DepthPhase:
-    """One phase: until ``until`` x total optimizer steps, train with T = ``h_cycles`` and n = ``l_cycles``."""
-
-    until: float = attrs.field(validator=_fraction_below_one,
-                               metadata={"help": "end of the phase as a fraction of the run's optimizer steps, 0 < until < 1"})
-    h_cycles: int = attrs.field(validator=attrs.validators.ge(1), metadata={"help": "T during the phase"})
-    l_cycles: int = attrs.field(validator=attrs.validators.ge(1), metadata={"help": "n during the phase"})
-
-
-def check_phases(phases: Sequence[DepthPhase]) -> None:
-    """Raise ValueError unless the phases end in increasing order."""
-    ends = [phase.until for phase in phases]
-    if any(later <= earlier for earlier, later in zip(ends, ends[1:])):
-        raise ValueError(f"phases must end in increasing order of 'until' (got {ends})")
+from trm.recipe import DepthPhase
 
 
 def depth_at(step: int, total_steps: int, phases: Sequence[DepthPhase]) -> tuple[int, int] | None:

@@ -8,11 +8,9 @@ are a mapping here and the plugin's own options instance once the recipe is load
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import attrs
-
-from trm.curriculum import DepthPhase, check_phases
 
 
 def _help(text: str) -> dict[str, str]:
@@ -90,6 +88,29 @@ class OptimConfig:
     lr_min_ratio: float = attrs.field(
         default=1.0, validator=_fraction, metadata=_help("final LR / base LR for the cosine schedule, in [0, 1]")
     )
+
+
+def _fraction_below_one(_instance: object, _attribute: attrs.Attribute, value: float) -> None:
+    if not 0 < value < 1:
+        raise ValueError(f"must be > 0 and < 1: a fraction of the run's optimizer steps (got {value})")
+
+
+@attrs.frozen
+class DepthPhase:
+    """One phase of ``train.depth_curriculum`` (trm/curriculum.py): until ``until`` x the run's optimizer steps,
+    train with T = ``h_cycles`` and n = ``l_cycles``."""
+
+    until: float = attrs.field(validator=_fraction_below_one,
+                               metadata=_help("end of the phase as a fraction of the run's optimizer steps, 0 < until < 1"))
+    h_cycles: int = attrs.field(validator=attrs.validators.ge(1), metadata=_help("T during the phase"))
+    l_cycles: int = attrs.field(validator=attrs.validators.ge(1), metadata=_help("n during the phase"))
+
+
+def check_phases(phases: Sequence[DepthPhase]) -> None:
+    """Raise ValueError unless the phases end in increasing order."""
+    ends = [phase.until for phase in phases]
+    if any(later <= earlier for earlier, later in zip(ends, ends[1:])):
+        raise ValueError(f"phases must end in increasing order of 'until' (got {ends})")
 
 
 @attrs.frozen
