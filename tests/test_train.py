@@ -34,9 +34,18 @@ def write_recipe(tmp_path: Path, steps: int = 30, ckpt: int | None = None, extra
     return recipe
 
 
-def trm(*args, env=None, cwd=None, timeout=600):
+FAULTS = str(Path(__file__).with_name("faults.py"))
+
+
+def fault(step: int, signal_name: str = "KILL") -> list[str]:
+    """The command that runs trm with ``signal_name`` sent right after optimizer step ``step`` (tests/faults.py)."""
+    return [FAULTS, str(step), signal_name]
+
+
+def trm(*args, env=None, cwd=None, timeout=600, fault_at=None):
     environment = {**os.environ, "TRM_TRACKERS": "none", "MKL_CBWR": "AUTO,STRICT", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "trm", *args], capture_output=True, text=True, env=environment,
+    entry = fault(*fault_at) if fault_at else ["-m", "trm"]
+    return subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, env=environment,
                           cwd=cwd or REPO, timeout=timeout)
 
 
@@ -145,7 +154,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     straight = trm("run", str(recipe), "--run-dir", str(tmp_path / "straight"), "--no-progress")
     assert straight.returncode == 0, straight.stderr[-3000:]
     killed = trm("run", str(recipe), "--run-dir", str(tmp_path / "killed"), "--no-progress",
-                 env={"TRM_FAULT_KILL_AT_STEP": "13"})
+                 fault_at=(13,))
     assert killed.returncode == -signal.SIGKILL
     assert (tmp_path / "killed" / "checkpoints" / "latest").read_text().strip() == "step_8"
     assert not eval_records(tmp_path / "killed")
@@ -172,9 +181,10 @@ def test_resume_refuses_a_store_with_another_fingerprint(tmp_path):
     assert "fingerprint" in result.stderr and "Traceback" not in result.stderr
 
 
-def torchrun(*args, env=None):
+def torchrun(*args, env=None, fault_at=None):
     # torchrun sets the variables Accelerate reads; `accelerate launch --cpu --num_processes 2` starts one process.
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "trm", *args]
+    entry = fault(*fault_at) if fault_at else ["-m", "trm"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *entry, *args]
     return subprocess.run(launch, capture_output=True, text=True, cwd=REPO, timeout=600,
                           env={**os.environ, "TRM_TRACKERS": "none", "OMP_NUM_THREADS": "1", "MKL_CBWR": "AUTO,STRICT",
                                **(env or {})})
@@ -187,7 +197,7 @@ def test_two_process_sigkill_then_resume_equals_uninterrupted(tmp_path):
     straight = torchrun("run", str(recipe), "--run-dir", str(tmp_path / "straight"), "--no-progress")
     assert straight.returncode == 0, straight.stderr[-3000:]
     killed = torchrun("run", str(recipe), "--run-dir", str(tmp_path / "killed"), "--no-progress",
-                      env={"TRM_FAULT_KILL_AT_STEP": "6"})
+                      fault_at=(6,))
     assert killed.returncode != 0
     assert (tmp_path / "killed" / "checkpoints" / "latest").read_text().strip() == "step_4"
     resumed = torchrun("run", "--resume", str(tmp_path / "killed"), "--no-progress")
@@ -225,7 +235,7 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(tmp_pa
     straight = trm("run", str(recipe), "--run-dir", str(tmp_path / "straight"), "--no-progress")
     assert straight.returncode == 0, straight.stderr[-3000:]
     interrupted = trm("run", str(recipe), "--run-dir", str(tmp_path / "cut"), "--no-progress",
-                      env={"TRM_FAULT_KILL_AT_STEP": "7", "TRM_FAULT_SIGNAL": "INT"})  # SIGINT = Ctrl-C
+                      fault_at=(7, "INT"))  # SIGINT = Ctrl-C
     assert interrupted.returncode == 130, interrupted.stderr[-3000:]
     assert "stopped at step 7 of 12, checkpoint written" in interrupted.stderr and "Traceback" not in interrupted.stderr
     assert (tmp_path / "cut" / "checkpoints" / "latest").read_text().strip() == "step_7"
@@ -234,7 +244,7 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(tmp_pa
     assert_same_records(train_records(tmp_path / "cut"), train_records(tmp_path / "straight"))
     assert "run complete: 12 optimizer steps" in resumed.stdout
     terminated = trm("run", str(recipe), "--run-dir", str(tmp_path / "term"), "--no-progress",
-                     env={"TRM_FAULT_KILL_AT_STEP": "3", "TRM_FAULT_SIGNAL": "TERM"})  # a scheduler's stop
+                     fault_at=(3, "TERM"))  # a scheduler's stop
     assert terminated.returncode == 143 and "stopped at step 3 of 12" in terminated.stderr
 
 
@@ -281,7 +291,7 @@ def test_runs_lists_run_directories_with_step_checkpoint_and_last_evaluation(tmp
     assert trm("run", str(recipe), "--run-dir", str(runs / "done"), "--no-progress").returncode == 0
     # killed right after step 6 is taken, before it is logged: step 5 logged, checkpoint step_4
     cut = trm("run", str(recipe), "train.max_steps=8", "--run-dir", str(runs / "cut"), "--no-progress",
-              env={"TRM_FAULT_KILL_AT_STEP": "6"})
+              fault_at=(6,))
     assert cut.returncode == -signal.SIGKILL
     (runs / "not-a-run").mkdir()
     listed = trm("runs", str(runs), "--json")
@@ -302,7 +312,7 @@ def test_sigterm_on_two_processes_stops_both_after_the_same_step_with_a_checkpoi
     straight = torchrun("run", str(recipe), "--run-dir", str(tmp_path / "straight"), "--no-progress")
     assert straight.returncode == 0, straight.stderr[-3000:]
     stopped = torchrun("run", str(recipe), "--run-dir", str(tmp_path / "stopped"), "--no-progress",
-                       env={"TRM_FAULT_KILL_AT_STEP": "5", "TRM_FAULT_SIGNAL": "TERM"})
+                       fault_at=(5, "TERM"))
     assert stopped.returncode != 0 and "stopped at step 5 of 8, checkpoint written" in stopped.stderr
     assert (tmp_path / "stopped" / "checkpoints" / "latest").read_text().strip() == "step_5"
     resumed = torchrun("run", "--resume", str(tmp_path / "stopped"), "--no-progress")

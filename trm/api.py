@@ -19,14 +19,13 @@ import attrs
 import numpy as np
 import torch
 
-from trm.build import model_from_checkpoint, task_dims
+from trm.build import checkpoint_dims, model_from_checkpoint
 from trm.checkpoint import find_checkpoint, read_checkpoint
 from trm.config import load_recipe
 from trm.engine import TinyRecursiveModel
 from trm.errors import UserError
 from trm.evaluate import MemorySplit, evaluate
 from trm.recipe import Recipe
-from trm.types import TaskDims
 
 
 @attrs.frozen
@@ -140,13 +139,5 @@ def load(path: str | Path, *, device: str | torch.device | None = None, use_ema:
         raise UserError(f"{run_dir}: no recipe.yaml beside the checkpoint")
     recipe = load_recipe(recipe_path)
     parts = read_checkpoint(checkpoint, map_location="cpu")
-    weights, state = parts["model"], parts["state"] or {}
-    if isinstance(state, dict) and state.get("dims"):
-        dims = TaskDims(**state["dims"])
-    else:
-        known, _ = task_dims(recipe)
-        table = weights.get("puzzle_emb.weights")
-        dims = TaskDims(weights["embed_tokens.weight"].shape[0], known.seq_len,
-                        table.shape[0] if table is not None else 1)
-    model = model_from_checkpoint(parts, recipe, dims, device, use_ema=use_ema)
+    model = model_from_checkpoint(parts, recipe, checkpoint_dims(parts, recipe), device, use_ema=use_ema)
     return TrainedModel(model, recipe, parts.get("identifiers"), device)

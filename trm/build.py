@@ -1,5 +1,6 @@
 """From a validated recipe to live objects: the store, the task's sizes, the backbone, halting strategy and model;
-and a trained model from a checkpoint (:func:`model_from_checkpoint`: the one place weights are loaded into a model).
+a trained model from a checkpoint (:func:`model_from_checkpoint`: the one place weights are loaded into a model);
+and everything a training run is made of (:func:`build_run`: the :class:`RunParts` the Trainer receives).
 
 Shared by ``trm run``, ``trm eval``, ``trm solve``, ``trm recipe show``, ``trm convert`` and the Python API, so that
 every path builds and loads the model the same way. Plugins are looked up by name here, at build time; nothing here runs inside the training step.
@@ -7,22 +8,29 @@ every path builds and loads the model the same way. Plugins are looked up by nam
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
+import attrs
 import torch
+from accelerate.utils import set_seed
 
+from trm import distributed
 from trm.checkpoint import read_checkpoint
+from trm.data import BatchPlan, TrainLoader, plan_batches
 from trm.engine import TinyRecursiveModel, model_summary
 from trm.errors import UserError
 from trm.fetch import resolve_task_options
+from trm.optim import EMA, SparseSignSGD, build_optimizers
 from trm.plugins import registry
 from trm.recipe import ModelConfig, Recipe
 from trm.store import Store, open_store
 from trm.store_write import build_store
 from trm.types import BackboneShape, HaltingStrategy, TaskDims
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 
 def open_recipe_store(recipe: Recipe, *, build: bool = True, show_progress: bool = True) -> Store:
@@ -49,7 +57,7 @@ _noted: set[str] = set()
 def _note_other_builder_version(store: Store) -> None:
     """Say once per store when the installed task's ``version`` differs from the one that built it (plugins.md)."""
     info = store.info
-    if str(store.path) in _noted or os.environ.get("RANK", "0") != "0" or info.task not in registry("tasks"):
+    if str(store.path) in _noted or not distributed.is_main() or info.task not in registry("tasks"):
         return
     installed = str(registry("tasks").get(info.task).version)
     if installed != info.builder_version:
@@ -173,3 +181,63 @@ def assemble(config: ModelConfig, backbone: str, backbone_options: Any = None, h
     strategy = halting_spec.build(options_of(halting_spec, halting_options))
     return TinyRecursiveModel(config, network, strategy, vocab_size=vocab_size, seq_len=seq_len,
                               num_puzzle_identifiers=num_puzzle_identifiers, dtype=dtype)
+
+
+def checkpoint_dims(parts: dict[str, Any], recipe: Recipe) -> TaskDims:
+    """The task sizes read checkpoint ``parts`` were written for: the ones it records, else (checkpoints that record
+    none) the table sizes of its weights, with the grid length from the recipe's store or task options."""
+    state = parts["state"] or {}
+    if isinstance(state, dict) and state.get("dims"):
+        return TaskDims(**state["dims"])
+    weights = parts["model"]
+    known, _ = task_dims(recipe)
+    table = weights.get("puzzle_emb.weights")
+    return TaskDims(weights["embed_tokens.weight"].shape[0], known.seq_len, table.shape[0] if table is not None else 1)
+
+
+@attrs.frozen
+class RunParts:
+    """What one training run is made of, built once by :func:`build_run` and handed to the Trainer."""
+
+    store: Store
+    dims: TaskDims
+    plan: BatchPlan  # how the global batch spreads over processes and accumulation steps
+    dtype: torch.dtype  # the compute dtype
+    model: TinyRecursiveModel
+    step_model: Callable[..., Any]  # what the training step calls: the model, compiled when train.compile says so
+    dense_opt: torch.optim.Optimizer
+    sparse_opt: SparseSignSGD | None  # sign-SGD for the puzzle-embedding table, when the model has one
+    ema: EMA | None
+    loader: TrainLoader  # this process's share of the training batches
+
+
+def build_run(recipe: Recipe, accelerator: Accelerator, *, build_store: bool = True,
+              show_progress: bool = True) -> RunParts:
+    """The parts of a training run of ``recipe`` on ``accelerator``'s processes, the same weights on every process.
+
+    The batch plan comes first (a batch that does not divide fails before any store is built); the main process
+    opens the store first, building it when missing and ``build_store`` (a resume never builds: a store rebuilt
+    now could differ from the one the run trained on), and the others open it once it is there.
+    """
+    train = recipe.train
+    plan = plan_batches(train.global_batch_size, accelerator.num_processes, train.per_device_batch_size)
+    with accelerator.main_process_first():
+        store = open_recipe_store(recipe, build=build_store and accelerator.is_main_process,
+                                  show_progress=show_progress)
+    dims = store.info.dims
+    set_seed(train.seed)  # same seed on every process: identical initial weights without a broadcast
+    dtype = forward_dtype(recipe.model.forward_dtype, accelerator.device)
+    with torch.device(accelerator.device):
+        model = build_model(recipe, dims, dtype=dtype)
+    model.train()
+    # Exploration draws must differ between processes (the reference seeds torch with seed + rank).
+    torch.manual_seed(train.seed + accelerator.process_index)
+    dense_opt, sparse_opt = build_optimizers(model, recipe.optim)
+    ema = EMA(model, train.ema) if train.ema is not None else None
+    compile_on = train.compile == "on" or (train.compile == "auto" and accelerator.device.type == "cuda")
+    loader = TrainLoader(store.split("train"), global_batch_size=plan.global_batch, rank=accelerator.process_index,
+                         world_size=accelerator.num_processes, seed=train.seed,
+                         ignore_label_id=store.info.ignore_label_id)
+    return RunParts(store=store, dims=dims, plan=plan, dtype=dtype, model=model,
+                    step_model=torch.compile(model) if compile_on else model, dense_opt=dense_opt,
+                    sparse_opt=sparse_opt, ema=ema, loader=loader)

@@ -17,7 +17,7 @@ Per-process state (the end of this module) is what a checkpoint keeps of each pr
 (docs/training.md, "Checkpoints"): the persistent ACT carries of its micro-batches (docs/reference-code.md 4) and its
 random-number generators, which drive the exploration draws and differ per process (seeded with seed + rank,
 as the reference does). The main process writes the checkpoint, so every process's state is first gathered to it
-(``torch.distributed.gather_object``: CPU copies, in memory only; the files themselves never hold a pickle).
+(``trm.distributed.gather_to_main``: CPU copies, in memory only; the files themselves never hold a pickle).
 """
 
 from __future__ import annotations
@@ -259,17 +259,6 @@ def capture_process_state(carries: list[Any]) -> dict[str, Any]:
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
     }
-
-
-def gather_process_states(state: dict[str, Any], accelerator: Any) -> list[dict[str, Any]] | None:
-    """Every process's ``state``, in rank order, on the main process; ``None`` elsewhere. A collective call."""
-    if accelerator.num_processes == 1:
-        return [state]
-    import torch.distributed as dist
-
-    gathered: list[Any] | None = [None] * accelerator.num_processes if accelerator.is_main_process else None
-    dist.gather_object(state, gathered, dst=0)
-    return gathered
 
 
 def restore_process_state(state: dict[str, Any], device: torch.device) -> list[Any]:

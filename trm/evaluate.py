@@ -37,6 +37,7 @@ import attrs
 import numpy as np
 import torch
 
+from trm import distributed
 from trm.errors import UserError
 from trm.plugins import registry
 from trm.progress import progress_bar
@@ -283,9 +284,7 @@ class _Stream:
 def _exchange(accelerator: Any, payload: Any) -> list[Any]:
     if accelerator is None or accelerator.num_processes == 1:
         return [payload]
-    gathered: list[Any] = [None] * accelerator.num_processes
-    torch.distributed.all_gather_object(gathered, payload)
-    return gathered
+    return distributed.all_gather_objects(payload)
 
 
 @torch.no_grad()

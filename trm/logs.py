@@ -1,4 +1,5 @@
-"""Run logs: ``metrics.jsonl`` (one JSON object per line, train and eval records) and the learning-curve PNG."""
+"""Run logs: ``metrics.jsonl`` (one JSON object per line, train and eval records), the learning-curve PNG, and the
+experiment trackers ``TRM_TRACKERS`` chooses."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import math
 import os
 from pathlib import Path
 from typing import Any
+
+from trm.errors import UserError
 
 
 class MetricsLog:
@@ -86,3 +89,22 @@ def plot_curves(metrics_path: Path, png_path: Path) -> Path | None:
     plt.close(figure)
     os.replace(temporary, png_path)
     return png_path
+
+
+def chosen_trackers() -> list[str]:
+    """The experiment trackers ``TRM_TRACKERS`` names (``auto``: TensorBoard when installed), for the Accelerator."""
+    chosen = [name.strip() for name in os.environ.get("TRM_TRACKERS", "auto").split(",") if name.strip()]
+    if chosen == ["auto"]:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            return []
+        return ["tensorboard"]
+    from accelerate.utils import LoggerType
+
+    known = sorted(kind.value for kind in LoggerType if kind.value != "all")
+    unknown = [name for name in chosen if name not in known and name not in ("none", "auto")]
+    if unknown:
+        raise UserError(f"TRM_TRACKERS: unknown tracker {', '.join(map(repr, unknown))}; expected auto, none or a "
+                        f"comma-separated list of {', '.join(known)}")
+    return [name for name in chosen if name not in ("none", "auto")]

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
 import torch
-import torch.distributed as dist
 
+from trm import distributed
 from trm.errors import UserError
 
 
@@ -101,16 +101,6 @@ class SparseSignSGD:
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.embedding.take_pending()
 
-    def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        world = dist.get_world_size()
-        if dist.get_backend() == "nccl":
-            out = tensor.new_empty((world * tensor.shape[0], *tensor.shape[1:]))
-            dist.all_gather_into_tensor(out, tensor.contiguous())
-            return out
-        parts = [torch.empty_like(tensor) for _ in range(world)]
-        dist.all_gather(parts, tensor.contiguous())
-        return torch.cat(parts)
-
     @torch.no_grad()
     def step(self) -> None:
         pending = self.embedding.take_pending()
@@ -118,8 +108,7 @@ class SparseSignSGD:
             return
         ids = torch.cat([entry[0] for entry in pending])
         grads = torch.cat([entry[1] for entry in pending])
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            ids, grads = self._gather(ids), self._gather(grads)
+        ids, grads = distributed.all_gather_rows(ids), distributed.all_gather_rows(grads)  # as is with one process
         group = self.param_groups[0]
         sign_sgd_rows(self.embedding.weights, ids, grads, group["lr"], group["weight_decay"])
 

@@ -138,6 +138,3 @@ def _who(holder: dict[str, Any] | None) -> str:
     return f"process {holder.get('pid')} on {holder.get('host')}{command}{since}"
 
 
-def is_main_process() -> bool:
-    """True in a single-process run and on rank 0 of a launched one (before Accelerate is set up)."""
-    return int(os.environ.get("RANK", "0")) == 0

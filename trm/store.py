@@ -36,7 +36,7 @@ import attrs
 import google_crc32c  # zarr's own dependency for its crc32c codec
 import numpy as np
 
-from trm import moved
+from trm import distributed, moved
 from trm.errors import UserError
 from trm.types import TaskDims
 
@@ -223,7 +223,7 @@ _NOTED_UNCHECKED: set[str] = set()
 def _note_no_checksums(path: Path) -> None:
     """One line per store and process (main process only): a format 1 store has no chunk checksums."""
     key = str(Path(path).resolve())
-    if key in _NOTED_UNCHECKED or os.environ.get("RANK", "0") != "0":
+    if key in _NOTED_UNCHECKED or not distributed.is_main():
         return
     _NOTED_UNCHECKED.add(key)
     print(f"note: {path}: store format 1 has no chunk checksums, so damage to its data can go unnoticed; rebuild it "

@@ -5,7 +5,8 @@ docs/reference-code.md sections 2, 4-6. Per optimizer step: each process takes i
 ``loss / global_batch_size``, all-reduces the dense gradients once, steps the sign-SGD puzzle-embedding optimizer and
 the dense optimizer with the warm-up schedule, and updates the EMA. Evaluation runs on the EMA weights every
 ``eval.every`` epochs and at the end. Checkpoints are atomic (trm/checkpoint.py) and hold everything needed to
-continue exactly: weights, EMA, optimizers, RNG, loader position, the carry.
+continue exactly: weights, EMA, optimizers, RNG, loader position, the carry. The Trainer builds nothing: it receives
+the run's parts (trm/build.py ``build_run``) and the command's Accelerator (trm/distributed.py).
 
 Data parallelism is one fused all-reduce of the dense gradients per optimizer step, as the reference does, rather
 than DDP's wrapper: the puzzle-embedding buffers are never broadcast, torch.compile sees the plain module, and
@@ -14,84 +15,55 @@ gradient accumulation needs no ``no_sync``. docs/training.md explains the choice
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
 import signal
 import sys
+import threading
 import time
-import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
 
-from trm import __version__
-from trm.build import build_model, forward_dtype, open_recipe_store
-from trm.checkpoint import (capture_process_state, find_checkpoint, gather_process_states, prune_checkpoints,
-                            read_checkpoint, reseed_process, restore_process_state, write_checkpoint)
+from trm import __version__, distributed
+from trm.build import RunParts
+from trm.checkpoint import (capture_process_state, find_checkpoint, prune_checkpoints, read_checkpoint,
+                            reseed_process, restore_process_state, write_checkpoint)
 from trm.config import dump_recipe
 from trm.curriculum import depth_at
-from trm.data import TrainLoader, plan_batches
 from trm.engine import model_summary
 from trm.errors import UserError
 from trm.eval_guard import evaluation_guard, guard_evaluators, part
 from trm.evaluate import build_evaluators, evaluate, format_table
 from trm.logs import MetricsLog, plot_curves, read_metrics
 from trm.losses import act_loss, token_loss_name
-from trm.optim import EMA, build_optimizers, lr_at
+from trm.optim import lr_at
 from trm.plugins import get_host
 from trm.progress import progress_bar
 from trm.recipe import Recipe
-from trm.run_history import check_store_options
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 
 class Trainer:
-    """Owns one training run: build everything from the recipe, loop, evaluate, checkpoint."""
+    """Runs one training run from its built parts (trm/build.py ``build_run``): loop, evaluate, checkpoint."""
 
-    def __init__(self, recipe: Recipe, run_dir: Path, *, resume: bool = False, show_progress: bool = True):
-        from accelerate import Accelerator
-        from accelerate.utils import set_seed
-
-        self.recipe, self.run_dir, self.show_progress = recipe, Path(run_dir), show_progress
+    def __init__(self, recipe: Recipe, run_dir: Path, parts: RunParts, accelerator: Accelerator, *,
+                 show_progress: bool = True):
+        self.recipe, self.run_dir, self.accelerator, self.show_progress = recipe, Path(run_dir), accelerator, show_progress
         self.clock_start = time.perf_counter()  # records' wall_s: seconds since this run (or resume) started
-        trackers = _trackers()
-        self.accelerator = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir), cpu=cpu_processes())
-        acc = self.accelerator
-        self.is_main = acc.is_main_process
-        self.plan = plan_batches(recipe.train.global_batch_size, acc.num_processes, recipe.train.per_device_batch_size)
-
-        # A resume never builds its store: a store rebuilt now could differ from the one the run trained on.
-        self.store_option_differences: dict[str, Any] = {}
-        if self.is_main:
-            self.store = open_recipe_store(recipe, build=not resume, show_progress=show_progress)
-            if not resume:  # a resume is held to the checkpoint's store fingerprint instead (_resume)
-                self.store_option_differences = check_store_options(recipe, self.store.info)
-        acc.wait_for_everyone()
-        if not self.is_main:
-            self.store = open_recipe_store(recipe, build=False)
-        info = self.store.info
-        self.train_split = self.store.split("train")
-        self.dims = info.dims
-
-        set_seed(recipe.train.seed)  # same seed on every process: identical initial weights without a broadcast
-        self.dtype = forward_dtype(recipe.model.forward_dtype, acc.device)
-        with torch.device(acc.device):
-            self.model = build_model(recipe, self.dims, dtype=self.dtype)
-        self.model.train()
-        # Exploration draws must differ between processes (the reference seeds torch with seed + rank).
-        torch.manual_seed(recipe.train.seed + acc.process_index)
+        self.is_main = accelerator.is_main_process
+        self.store, self.dims, self.plan, self.dtype = parts.store, parts.dims, parts.plan, parts.dtype
+        self.model, self.step_model, self.loader, self.ema = parts.model, parts.step_model, parts.loader, parts.ema
+        self.dense_opt, self.sparse_opt = parts.dense_opt, parts.sparse_opt
+        self.train_split = self.loader.split
         self.halting = self.model.halting
         self.loss_type = token_loss_name(recipe.model.loss, self.model.fast_path)
-        self.dense_opt, self.sparse_opt = build_optimizers(self.model, recipe.optim)
-        self.ema = EMA(self.model, recipe.train.ema) if recipe.train.ema is not None else None
-        compile_on = recipe.train.compile == "on" or (recipe.train.compile == "auto" and acc.device.type == "cuda")
-        self.step_model = torch.compile(self.model) if compile_on else self.model
-        self.dense_params = [p for p in self.model.parameters() if p.requires_grad and p not in self._sparse_params()]
-
-        self.loader = TrainLoader(self.train_split, global_batch_size=self.plan.global_batch, rank=acc.process_index,
-                                  world_size=acc.num_processes, seed=recipe.train.seed,
-                                  ignore_label_id=info.ignore_label_id)
+        # The dense optimizer holds every trainable parameter; the puzzle table is a buffer that sign-SGD updates.
+        self.dense_params = [p for group in self.dense_opt.param_groups for p in group["params"]]
         split = self.train_split
         self.epoch_steps = math.floor(recipe.train.epochs * split.num_groups * split.mean_puzzle_examples
                                       / self.plan.global_batch)  # what train.epochs alone asks for
@@ -107,20 +79,9 @@ class Trainer:
         self.pending_eval = False  # resumed from a checkpoint whose evaluation did not complete
         self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.is_main)
         self.evaluators = None
-        # Fault injection for the resume test (docs/training.md): SIGKILL this process right after that step.
-        self.kill_at_step = int(os.environ.get("TRM_FAULT_KILL_AT_STEP", "0")) or None
-        self.kill_signal = getattr(signal, "SIG" + os.environ.get("TRM_FAULT_SIGNAL", "KILL").upper())
-        self.resumed = resume
+        self.resumed = False
         self.stop_signal: int | None = None  # SIGINT/SIGTERM received by this process (trm/train.py _catch_stop)
         self.stop_agreed = False  # every process knows of a stop request (at once with one process)
-        if resume:
-            self._resume()
-
-    def _sparse_params(self) -> set:
-        if self.sparse_opt is None:
-            return set()
-        return {p for group in getattr(self.sparse_opt, "param_groups", []) for p in group.get("params", [])
-                if isinstance(p, torch.Tensor)}
 
     # ---- set-up report --------------------------------------------------------------------------------------
     def describe(self) -> list[str]:
@@ -190,17 +151,6 @@ class Trainer:
                 print(f"depth curriculum: from step {self.step}, T={T}, n={n}"
                       + ("" if depth is not None else " (the model's own)"), file=sys.stderr, flush=True)
 
-    def _all_reduce_dense_grads(self) -> None:
-        if self.accelerator.num_processes == 1:
-            return
-        grads = [p.grad for p in self.dense_params if p.grad is not None]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        torch.distributed.all_reduce(flat)
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
-
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         totals: dict[str, torch.Tensor] = {}
         self._set_depth()
@@ -213,7 +163,7 @@ class Trainer:
             (loss / self.plan.global_batch).backward()
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0) + value.detach().float()
-        self._all_reduce_dense_grads()
+        distributed.all_reduce_sum_([p.grad for p in self.dense_params if p.grad is not None])
         lr = self._set_lr()
         if self.sparse_opt is not None:
             self.sparse_opt.step()
@@ -261,8 +211,6 @@ class Trainer:
             self._evaluate_guarded(bar)
         while self.step < self.total_steps:
             metrics = self.train_step(next(batches))
-            if self.step == self.kill_at_step:
-                os.kill(os.getpid(), self.kill_signal)
             for key, value in metrics.items():
                 window[key] = window.get(key, 0) + value
             window_steps += 1
@@ -317,8 +265,6 @@ class Trainer:
         take up to ``train.log_every`` steps. The same signal a second time stops at once; a different one (torchrun
         answers Ctrl-C by sending SIGTERM to its workers) does not escalate.
         """
-        import threading
-
         if threading.current_thread() is not threading.main_thread():
             return {}
 
@@ -426,7 +372,7 @@ class Trainer:
         if acc.log_with:
             with part("the experiment tracker"):
                 acc.log({f"eval/{k}": v for k, v in metrics.items()}, step=self.step)
-        if self.is_main:  # the record last: its presence says this step's evaluation completed (see _resume)
+        if self.is_main:  # the record last: its presence says this step's evaluation completed (see resume)
             self.log.write({"kind": "eval", "step": self.step, "epoch": round(self.loader.epoch, 4), **metrics,
                             "wall_s": round(time.perf_counter() - self.clock_start, 1)})
             try:
@@ -454,7 +400,7 @@ class Trainer:
         if evaluation_follows and self.store.has_split(self.recipe.eval.split):
             self.eval_step = self.step
         acc.wait_for_everyone()
-        processes = gather_process_states(capture_process_state(self.carries), acc)
+        processes = distributed.gather_to_main(capture_process_state(self.carries))
         if self.is_main:
             optim = {"dense": self.dense_opt.state_dict(),
                      "sparse": self.sparse_opt.state_dict() if self.sparse_opt is not None else None}
@@ -475,7 +421,9 @@ class Trainer:
             self._prune()
         acc.wait_for_everyone()
 
-    def _resume(self) -> None:
+    def resume(self) -> None:
+        """Continue from the run directory's latest checkpoint: weights, EMA, optimizers, loader, RNG, carries."""
+        self.resumed = True
         path = find_checkpoint(self.run_dir)
         parts = read_checkpoint(path, map_location=self.accelerator.device)
         state = parts["state"]
@@ -545,26 +493,3 @@ def best_evaluated_step(records: list[dict[str, Any]]) -> int | None:
 def _identifier_names(store: Any) -> list[str] | None:
     names = getattr(store.info, "identifier_names", None)
     return list(names) if names is not None else None
-
-
-def cpu_processes() -> bool:
-    """True for several processes without CUDA: Accelerate then needs ``cpu=True`` to set up its gloo group."""
-    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def _trackers() -> list[str]:
-    chosen = [name.strip() for name in os.environ.get("TRM_TRACKERS", "auto").split(",") if name.strip()]
-    if chosen == ["auto"]:
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            return []
-        return ["tensorboard"]
-    from accelerate.utils import LoggerType
-
-    known = sorted(kind.value for kind in LoggerType if kind.value != "all")
-    unknown = [name for name in chosen if name not in known and name not in ("none", "auto")]
-    if unknown:
-        raise UserError(f"TRM_TRACKERS: unknown tracker {', '.join(map(repr, unknown))}; expected auto, none or a "
-                        f"comma-separated list of {', '.join(known)}")
-    return [name for name in chosen if name not in ("none", "auto")]

@@ -1,5 +1,6 @@
 """``trm eval``: load a run's checkpoint (EMA weights by default) and evaluate it on a store split, or at several
-depths (``--depth-curve``); ``halting_options`` are shared with ``trm solve``."""
+depths (``--depth-curve``); ``halting_options`` are shared with ``trm solve``. The command makes the one Accelerator
+(trm/distributed.py) and passes it in."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import os
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import click
 
 from trm.build import load_trained_model, open_recipe_store
+from trm.distributed import make_accelerator
 from trm.checkpoint import find_checkpoint
 from trm.config import load_recipe
 from trm.errors import UserError
@@ -22,6 +24,9 @@ from trm.evaluate import build_evaluators, evaluate
 from trm.plugins import get_host, registry
 from trm.recipe import Recipe
 from trm.types import TaskSpec
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 
 def get_task(recipe: Recipe) -> TaskSpec:
@@ -80,11 +85,10 @@ class LoadedEvaluation:
         return evaluation_guard(f"evaluation of {self.checkpoint}", after)
 
 
-def load_evaluation(target: Path, overrides: tuple[str, ...], *, split: str | None, limit: int | None,
-                    batch_size: int | None, use_ema: bool, allow_other_store: bool) -> LoadedEvaluation:
+def load_evaluation(target: Path, overrides: tuple[str, ...], *, accelerator: Accelerator, split: str | None,
+                    limit: int | None, batch_size: int | None, use_ema: bool,
+                    allow_other_store: bool) -> LoadedEvaluation:
     """Read TARGET's recipe (with overrides and options), open its store and load the checkpoint's model."""
-    from accelerate import Accelerator
-
     checkpoint = find_checkpoint(target)
     run_dir = run_dir_of(checkpoint)
     saved = run_dir / "recipe.yaml"
@@ -98,13 +102,9 @@ def load_evaluation(target: Path, overrides: tuple[str, ...], *, split: str | No
             limit=limit if limit is not None else recipe.eval.limit,
             batch_size=batch_size if batch_size is not None else recipe.eval.batch_size,
         ))
-    from trm.train import cpu_processes
-
-    accelerator = Accelerator(cpu=cpu_processes())
     store = open_recipe_store(recipe, build=False)
     info = store.info
-    dims = info.dims
-    model, parts = load_trained_model(checkpoint, recipe, dims, accelerator.device, use_ema=use_ema)
+    model, parts = load_trained_model(checkpoint, recipe, info.dims, accelerator.device, use_ema=use_ema)
     trained_on = parts["state"]["fingerprint"]
     if trained_on != info.fingerprint and not allow_other_store:
         raise UserError(
@@ -126,9 +126,9 @@ def _write_json(out: Path, report: dict) -> None:
     os.replace(temporary, out)
 
 
-def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str | None, max_steps: int | None,
-                        limit: int | None, batch_size: int | None, use_ema: bool, allow_other_store: bool,
-                        show_progress: bool, out: Path | None, halting: str | None = None,
+def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, accelerator: Accelerator, split: str | None,
+                        max_steps: int | None, limit: int | None, batch_size: int | None, use_ema: bool,
+                        allow_other_store: bool, show_progress: bool, out: Path | None, halting: str | None = None,
                         halt_threshold: float | None = None, puzzle_ids: str | None = None,
                         trajectories: int = 0) -> tuple[dict[str, float], Path, list[Path]] | None:
     """``trm eval``: evaluate TARGET once; (metrics, results JSON, artefacts) on the main process.
@@ -139,8 +139,8 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, split: str 
     check_eval_options(max_steps=max_steps, limit=limit, batch_size=batch_size, out=out)
     if trajectories < 0:
         raise UserError(f"--trajectories: must be >= 0 (got {trajectories})")
-    loaded = load_evaluation(target, overrides, split=split, limit=limit, batch_size=batch_size, use_ema=use_ema,
-                             allow_other_store=allow_other_store)
+    loaded = load_evaluation(target, overrides, accelerator=accelerator, split=split, limit=limit,
+                             batch_size=batch_size, use_ema=use_ema, allow_other_store=allow_other_store)
     mapping = None
     if puzzle_ids is not None:  # built before the first pass, so a mode the store cannot take fails at once
         from trm.integrity import identifier_mapping
@@ -209,8 +209,8 @@ def headline_metric(metrics: dict[str, float], wanted: str | None = None) -> str
     return (exact or names or ["eval/mean_steps"])[0]
 
 
-def depth_curve(target: Path, overrides: tuple[str, ...], depths: list[int], *, split: str | None,
-                limit: int | None, batch_size: int | None, use_ema: bool, allow_other_store: bool,
+def depth_curve(target: Path, overrides: tuple[str, ...], depths: list[int], *, accelerator: Accelerator,
+                split: str | None, limit: int | None, batch_size: int | None, use_ema: bool, allow_other_store: bool,
                 show_progress: bool, out_dir: Path | None, metric: str | None = None,
                 halt_threshold: float | None = None) -> tuple[list[dict[str, Any]], Path, Path | None] | None:
     """Evaluate at each fixed depth and adaptively (capped at the deepest); write a table (JSON + CSV) and a PNG.
@@ -220,8 +220,8 @@ def depth_curve(target: Path, overrides: tuple[str, ...], depths: list[int], *, 
     if not depths or any(depth < 1 for depth in depths):
         raise UserError(f"--depth-curve: give supervision-step counts >= 1 separated by commas (got {depths})")
     check_eval_options(max_steps=None, limit=limit, batch_size=batch_size, out=None)
-    loaded = load_evaluation(target, overrides, split=split, limit=limit, batch_size=batch_size, use_ema=use_ema,
-                             allow_other_store=allow_other_store)
+    loaded = load_evaluation(target, overrides, accelerator=accelerator, split=split, limit=limit,
+                             batch_size=batch_size, use_ema=use_ema, allow_other_store=allow_other_store)
     halt_threshold = halt_threshold if halt_threshold is not None else loaded.recipe.eval.halt_threshold
     rows: list[dict[str, Any]] = []
     runs = [("fixed", depth) for depth in sorted(set(depths))] + [("adaptive", max(depths))]
@@ -354,10 +354,10 @@ def eval_command(target: str, overrides: tuple[str, ...], split: str | None, hal
                             "(use --out-dir for its files)")
         if puzzle_ids is not None or trajectories:
             raise UserError("--puzzle-ids and --trajectories belong to a single evaluation, not --depth-curve")
-        curve = depth_curve(Path(target), overrides, depths, split=split, limit=limit, batch_size=batch_size,
-                                use_ema=not raw, allow_other_store=allow_other_store, show_progress=not no_progress,
-                                out_dir=Path(out_dir) if out_dir else None, metric=metric,
-                                halt_threshold=halt_threshold)
+        curve = depth_curve(Path(target), overrides, depths, accelerator=make_accelerator(), split=split,
+                            limit=limit, batch_size=batch_size, use_ema=not raw,
+                            allow_other_store=allow_other_store, show_progress=not no_progress,
+                            out_dir=Path(out_dir) if out_dir else None, metric=metric, halt_threshold=halt_threshold)
         if curve is None:
             return
         rows, table, picture = curve
@@ -368,9 +368,9 @@ def eval_command(target: str, overrides: tuple[str, ...], split: str | None, hal
         return
     if metric is not None or out_dir is not None:
         raise UserError("--metric and --out-dir belong to --depth-curve")
-    result = evaluate_checkpoint(Path(target), overrides, split=split, max_steps=max_steps, limit=limit,
-                                 batch_size=batch_size, use_ema=not raw, allow_other_store=allow_other_store,
-                                 show_progress=not no_progress, out=Path(out) if out else None, halting=halting,
+    result = evaluate_checkpoint(Path(target), overrides, accelerator=make_accelerator(), split=split,
+                                 max_steps=max_steps, limit=limit, batch_size=batch_size, use_ema=not raw,
+                                 allow_other_store=allow_other_store, show_progress=not no_progress, out=Path(out) if out else None, halting=halting,
                                  halt_threshold=halt_threshold, puzzle_ids=puzzle_ids, trajectories=trajectories)
     if result is None:
         return

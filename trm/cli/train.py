@@ -2,7 +2,8 @@
 
 The checks that can fail on a user's mistake come first (no such directory, no checkpoint yet, a store that is not
 there, a resume override that would change the model), so that a failed start leaves nothing behind; Ctrl-C is
-reported with the way to continue. The main process holds the run directory's lock (trm/run_lock.py) for the whole
+reported with the way to continue. A start makes the command's one Accelerator (trm/distributed.py), has trm/build.py
+build the run's parts with it, and hands both to the Trainer. The main process holds the run directory's lock (trm/run_lock.py) for the whole
 run, and records each start and resume in ``history.jsonl`` (trm/run_history.py).
 """
 
@@ -16,14 +17,17 @@ from pathlib import Path
 
 import click
 
+from trm import distributed
+from trm.build import build_run
 from trm.checkpoint import find_checkpoint
 from trm.config import dump_recipe, load_recipe
 from trm.errors import UserError
 from trm.eval_guard import EvaluationFailed
-from trm.run_history import append_history, check_resume_overrides
-from trm.run_lock import RunLock, is_main_process
-from trm.train import Trainer, cpu_processes
+from trm.logs import chosen_trackers
 from trm.recipe import Recipe
+from trm.run_history import append_history, check_resume_overrides, check_store_options
+from trm.run_lock import RunLock
+from trm.train import Trainer
 
 OVERRIDES_HELP = "key=value overrides (dotted paths, values parsed as YAML), e.g. optim.lr=3e-4 train.epochs=10"
 
@@ -76,13 +80,17 @@ def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume:
     recipe_path = str(resolve_recipe(recipe_path))  # a path, or a shipped recipe's name (`trm recipes`)
     recipe = load_recipe(recipe_path, overrides)  # data.store comes back absolute: recipe.yaml records it so
     directory = Path(run_dir) if run_dir else new_run_dir(Path(recipe_path), recipe)
-    directory = _agree_on_directory(directory)
+    # The main process's name, for every process: their clocks may straddle a second.
+    directory = distributed.broadcast_from_main(directory)
     check_run_dir(directory)
     if (directory / "checkpoints").exists():
         raise UserError(f"{directory}: already holds a run; continue it with `trm run --resume {directory}`")
     # The store is opened (or built) and the model made before the run directory exists: a mistake found there
     # leaves no empty run directory behind.
-    trainer = Trainer(recipe, directory, show_progress=show_progress)
+    accelerator = distributed.make_accelerator(log_with=chosen_trackers(), project_dir=directory)
+    parts = build_run(recipe, accelerator, build_store=True, show_progress=show_progress)
+    differences = check_store_options(recipe, parts.store.info) if accelerator.is_main_process else {}
+    trainer = Trainer(recipe, directory, parts, accelerator, show_progress=show_progress)
     created = not directory.exists()
     lock = RunLock(directory)
     if trainer.is_main:
@@ -97,8 +105,7 @@ def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume:
                       flush=True)
                 (directory / "metrics.jsonl").unlink()
             _write_atomic(directory / "recipe.yaml", dump_recipe(recipe))
-            extra = {"store_task_options_differ": trainer.store_option_differences} \
-                if trainer.store_option_differences else {}
+            extra = {"store_task_options_differ": differences} if differences else {}
             append_history(directory, "start", step=0, overrides=overrides, **extra)
         return _run(trainer, created=created)
     finally:
@@ -129,7 +136,7 @@ def _resume(directory: Path, overrides: tuple[str, ...], *, show_progress: bool)
         raise UserError(f"{directory}: the run stopped before its first checkpoint, so there is nothing to resume; "
                         f"start it again with `trm run {saved} --run-dir {directory}`")
     lock = RunLock(directory)
-    if is_main_process():
+    if distributed.is_main():
         lock.acquire()
     try:
         recipe = load_recipe(saved, overrides)
@@ -140,7 +147,10 @@ def _resume(directory: Path, overrides: tuple[str, ...], *, show_progress: bool)
             raise UserError(f"{store}: dataset store not found; a resumed run never builds its store "
                             "(data.build_if_missing is for new runs: a store built now could differ from the one "
                             "the run trained on), so put it back at that path")
-        trainer = Trainer(recipe, directory, resume=True, show_progress=show_progress)
+        accelerator = distributed.make_accelerator(log_with=chosen_trackers(), project_dir=directory)
+        parts = build_run(recipe, accelerator, build_store=False, show_progress=show_progress)
+        trainer = Trainer(recipe, directory, parts, accelerator, show_progress=show_progress)
+        trainer.resume()
         if trainer.is_main:
             if overrides:  # what training from now on uses, for `trm eval` and the next resume
                 _write_atomic(directory / "recipe.yaml", dump_recipe(recipe))
@@ -177,21 +187,8 @@ def _run(trainer: Trainer, *, created: bool = False) -> dict[str, float]:
         raise SystemExit(130) from None
 
 
-def _agree_on_directory(directory: Path) -> Path:
-    """The main process's run directory name, for every process (their clocks may straddle a second)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from accelerate import PartialState
-        from accelerate.utils import broadcast_object_list
-
-        PartialState(cpu=cpu_processes())
-        holder = [str(directory)]
-        broadcast_object_list(holder, from_process=0)
-        return Path(holder[0])
-    return directory
-
-
 def _write_atomic(path: Path, text: str) -> None:
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not distributed.is_main():
         return
     temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
     temporary.write_text(text)
