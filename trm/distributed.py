@@ -5,9 +5,9 @@ through this module; nothing else reads ``RANK``/``WORLD_SIZE`` or creates Accel
 command that needs the machine makes one :func:`make_accelerator` and passes it down (``trm run``, ``trm eval``).
 
 Before a process group exists the launcher's variables (torchrun and ``accelerate launch`` set ``RANK`` and
-``WORLD_SIZE``) are the answer; once one exists, its own rank and size are (tests start gloo groups by hand). The
-collectives work on the process group: without one, or with one process, they return at once (one process's view). The checks never import
-torch themselves: the store and the run lock ask them in commands that must start quickly (``trm data info``).
+``WORLD_SIZE``) are the answer; once one exists, its own rank and size are (tests start gloo groups by hand).
+The collectives work on the process group: without one, or with one process, they return at once. Asking for the
+rank never imports torch: the store asks it in commands that must start quickly (``trm data info``).
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, run_dir: Path, parts: RunParts, accelerator: Accelerator, *,
                  show_progress: bool = True):
-        self.recipe, self.run_dir, self.accelerator, self.show_progress = recipe, Path(run_dir), accelerator, show_progress
+        self.recipe, self.run_dir, self.show_progress = recipe, Path(run_dir), show_progress
+        self.accelerator = accelerator
         self.clock_start = time.perf_counter()  # records' wall_s: seconds since this run (or resume) started
         self.is_main = accelerator.is_main_process
         self.store, self.dims, self.plan, self.dtype = parts.store, parts.dims, parts.plan, parts.dtype

@@ -15,8 +15,8 @@ import attrs
 import click
 
 from trm.build import load_trained_model, open_recipe_store
-from trm.distributed import make_accelerator
 from trm.checkpoint import find_checkpoint
+from trm.distributed import make_accelerator
 from trm.config import load_recipe
 from trm.errors import UserError
 from trm.eval_guard import evaluation_guard, guard_evaluators, part
@@ -370,7 +370,8 @@ def eval_command(target: str, overrides: tuple[str, ...], split: str | None, hal
         raise UserError("--metric and --out-dir belong to --depth-curve")
     result = evaluate_checkpoint(Path(target), overrides, accelerator=make_accelerator(), split=split,
                                  max_steps=max_steps, limit=limit, batch_size=batch_size, use_ema=not raw,
-                                 allow_other_store=allow_other_store, show_progress=not no_progress, out=Path(out) if out else None, halting=halting,
+                                 allow_other_store=allow_other_store, show_progress=not no_progress,
+                                 out=Path(out) if out else None, halting=halting,
                                  halt_threshold=halt_threshold, puzzle_ids=puzzle_ids, trajectories=trajectories)
     if result is None:
         return

@@ -2,9 +2,10 @@
 
 The checks that can fail on a user's mistake come first (no such directory, no checkpoint yet, a store that is not
 there, a resume override that would change the model), so that a failed start leaves nothing behind; Ctrl-C is
-reported with the way to continue. A start makes the command's one Accelerator (trm/distributed.py), has trm/build.py
-build the run's parts with it, and hands both to the Trainer. The main process holds the run directory's lock (trm/run_lock.py) for the whole
-run, and records each start and resume in ``history.jsonl`` (trm/run_history.py).
+reported with the way to continue. A start makes the command's one Accelerator (trm/distributed.py), has
+trm/build.py build the run's parts with it, and hands both to the Trainer. The main process holds the run
+directory's lock (trm/run_lock.py) for the whole run, and records each start and resume in ``history.jsonl``
+(trm/run_history.py).
 """
 
 from __future__ import annotations
