@@ -24,7 +24,7 @@ from trm.errors import UserError
 from trm.hookspecs import hookimpl
 from trm.types import BackboneSpec, TaskSpec
 
-QUICKSTART = REPO / "recipes" / "quickstart.yaml"
+QUICKSTART = REPO / "recipes" / "quickstart_4x4.yaml"
 BOM = codecs.BOM_UTF8
 
 

@@ -81,7 +81,7 @@ def test_help_names_the_environment_switches():
 
 
 def test_validate_reports_out_of_range_values_one_clean_line_each():
-    recipe = REPO / "recipes" / "quickstart.yaml"
+    recipe = REPO / "recipes" / "quickstart_4x4.yaml"
     result = trm("recipe", "validate", str(recipe), "eval.every=-1", "train.global_batch_size=0",
                  "model.forward_dtype=float64", "model.hidden_size=-64")
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -119,6 +119,6 @@ def test_eval_refuses_an_out_file_in_a_missing_directory(tmp_path):
 
 
 def test_validate_builds_the_model_to_catch_settings_that_do_not_fit_together():
-    result = trm("recipe", "validate", str(REPO / "recipes/quickstart.yaml"), "backbone.options.num_heads=3")
+    result = trm("recipe", "validate", str(REPO / "recipes/quickstart_4x4.yaml"), "backbone.options.num_heads=3")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "hidden_size 64 is not divisible by num_heads 3" in result.stderr

@@ -164,7 +164,7 @@ def test_cli_writes_a_loadable_run_directory(tmp_path):
 
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(
-        "extends: " + str((__import__("pathlib").Path(__file__).parents[1] / "recipes/quickstart.yaml")) + "\n"
+        "extends: " + str((__import__("pathlib").Path(__file__).parents[1] / "recipes/quickstart_4x4.yaml")) + "\n"
         f"data: {{store: {tmp_path / 'absent.zarr'}}}\n"
         "model: {hidden_size: 32, h_cycles: 1, l_cycles: 1, puzzle_emb_len: 2, puzzle_emb_dim: 32}\n"
         "backbone: {name: attention, options: {layers: 1, num_heads: 4}}\n")

@@ -18,7 +18,7 @@ from trm.errors import RecipeError
 
 from conftest import REPO
 
-QUICKSTART = REPO / "recipes" / "quickstart.yaml"
+QUICKSTART = REPO / "recipes" / "quickstart_4x4.yaml"
 
 
 def problems_of(*overrides: str) -> list[str]:

@@ -365,7 +365,7 @@ def test_convert_reference_from_the_hub_checks_the_size_before_downloading(serve
 
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(
-        f"extends: {REPO / 'recipes' / 'quickstart.yaml'}\n"
+        f"extends: {REPO / 'recipes' / 'quickstart_4x4.yaml'}\n"
         f"data: {{store: {tmp_path / 'absent.zarr'}}}\n"
         "model: {hidden_size: 32, h_cycles: 1, l_cycles: 1, puzzle_emb_len: 2, puzzle_emb_dim: 32}\n"
         "backbone: {name: attention, options: {layers: 1, num_heads: 4}}\n")

@@ -126,7 +126,7 @@ def tiny(tmp_path_factory):
                                                                   "num_test": 11, "num_aug": 0})
     recipe_path = root / "r.yaml"
     recipe_path.write_text(textwrap.dedent(f"""
-        extends: {REPO / 'recipes' / 'quickstart.yaml'}
+        extends: {REPO / 'recipes' / 'quickstart_4x4.yaml'}
         data: {{store: {root / 's.zarr'}}}
         model: {{hidden_size: 16, h_cycles: 1, l_cycles: 1, puzzle_emb_len: 1, puzzle_emb_dim: 16}}
         backbone: {{name: attention, options: {{layers: 1, num_heads: 2}}}}

@@ -131,7 +131,7 @@ def test_an_evaluator_bug_at_the_end_of_a_run_keeps_the_run(tmp_path):
     (tmp_path / "flaky.py").write_text(BAD_EVALUATOR)
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(textwrap.dedent(f"""
-        extends: {REPO / 'recipes' / 'quickstart.yaml'}
+        extends: {REPO / 'recipes' / 'quickstart_4x4.yaml'}
         plugins: [flaky.py]
         task: {{name: sudoku, options: {{source: generate, size: 4, num_train: 40, num_test: 20, num_aug: 0}}}}
         data: {{store: {tmp_path / 'store.zarr'}, build_if_missing: true}}

@@ -402,7 +402,7 @@ def test_trm_solve_on_a_maze_file(tmp_path):
 
     recipe = tmp_path / "maze.yaml"
     recipe.write_text(
-        f"extends: {REPO}/recipes/quickstart.yaml\n"
+        f"extends: {REPO}/recipes/quickstart_4x4.yaml\n"
         "task: {name: maze, options: {source: generate, size: 8, min_path_length: 6, num_train: 40, num_test: 4}}\n"
         f"data: {{store: {tmp_path / 'maze.zarr'}, build_if_missing: true}}\n"
         "model: {hidden_size: 32, h_cycles: 1, l_cycles: 1, puzzle_emb_len: 1, puzzle_emb_dim: 32}\n"

@@ -323,7 +323,7 @@ def test_trm_run_refuses_a_foreign_run_dir(tmp_path):
     foreign = tmp_path / "stuff"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("precious")
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "quickstart_4x4.yaml"
     result = CliRunner().invoke(cli, ["run", str(recipe), "--run-dir", str(foreign), "--no-progress"])
     assert result.exit_code == 2 and "is not a trm run directory" in result.output
     assert sorted(p.name for p in foreign.iterdir()) == ["keep.txt"]

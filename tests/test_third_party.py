@@ -46,7 +46,7 @@ def test_installed_package_appears_in_plugins(installed_example):
 def test_installed_package_is_usable_by_name(installed_example, tmp_path):
     recipe = tmp_path / "sorting.yaml"
     recipe.write_text(textwrap.dedent(f"""
-        extends: {REPO / 'recipes' / 'quickstart.yaml'}
+        extends: {REPO / 'recipes' / 'quickstart_4x4.yaml'}
         task: {{name: sorting, options: {{length: 6}}}}
         data: {{store: {tmp_path / 'sorting.zarr'}}}
     """))
@@ -61,7 +61,7 @@ def test_one_off_file_plugin_named_in_a_recipe(tmp_path):
                                          .replace('name="sorting"', 'name="sorting_file"'))
     recipe = tmp_path / "proto.yaml"
     recipe.write_text(textwrap.dedent(f"""
-        extends: {REPO / 'recipes' / 'quickstart.yaml'}
+        extends: {REPO / 'recipes' / 'quickstart_4x4.yaml'}
         plugins: [my_task.py]
         task: {{name: sorting_file, options: {{length: 5}}}}
         data: {{store: {tmp_path / 'proto.zarr'}}}

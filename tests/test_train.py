@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO
 
 TINY = """
-extends: {repo}/recipes/quickstart.yaml
+extends: {repo}/recipes/quickstart_4x4.yaml
 data: {{store: {store}, build_if_missing: true}}
 model: {{hidden_size: 32, h_cycles: 2, l_cycles: 2, puzzle_emb_len: 4, puzzle_emb_dim: 32}}
 backbone: {{name: attention, options: {{layers: 1, num_heads: 2}}}}

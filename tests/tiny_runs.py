@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import REPO
 
 TINY_SUDOKU = """
-extends: {repo}/recipes/quickstart.yaml
+extends: {repo}/recipes/quickstart_4x4.yaml
 task: {{name: sudoku, options: {{source: generate, size: 4, num_train: 300, num_test: 64, num_aug: 2, seed: 0}}}}
 data: {{store: {store}, build_if_missing: true}}
 model: {{hidden_size: 32, h_cycles: 2, l_cycles: 2, puzzle_emb_len: 1, puzzle_emb_dim: 32}}

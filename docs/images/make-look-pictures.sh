@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the pictures of docs/look.md with the page's own commands, on a trained quickstart run:
-#   trm run recipes/quickstart.yaml --run-dir runs/quickstart
+#   trm run recipes/quickstart_4x4.yaml --run-dir runs/quickstart
 #   docs/images/make-look-pictures.sh runs/quickstart
 set -euo pipefail
 run="${1:-runs/quickstart}"
