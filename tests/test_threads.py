@@ -19,3 +19,22 @@ def test_the_users_choice_wins():
     for bad in ("0", "two", "-1"):
         with pytest.raises(UserError, match="TRM_NUM_THREADS"):
             chosen_threads({"TRM_NUM_THREADS": bad})
+
+
+def test_busy_cores_reads_proc_stat_over_an_interval(tmp_path, monkeypatch):
+    from trm import threads
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 ...\n")
+    # the interval: 100 busy of 200 jiffies, i.e. half of two cores
+    monkeypatch.setattr(threads.time, "sleep", lambda seconds: stat.write_text("cpu  150 0 150 900 0 0 0 0 0 0\n"))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    assert threads.busy_cores(path=str(stat)) == 1.0
+    assert threads.chosen_threads({}, cores=2, load=threads.busy_cores(path=str(stat)))[0] == 1
+
+
+def test_busy_cores_falls_back_to_the_load_average_without_proc_stat(tmp_path, monkeypatch):
+    from trm import threads
+
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.5, 0.0, 0.0))
+    assert threads.busy_cores(path=str(tmp_path / "missing")) == 1.5

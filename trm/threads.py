@@ -3,14 +3,16 @@
 torch starts one intra-op thread per core. When another process already keeps cores busy, those threads wait on
 each other: on a shared 2-core machine a CPU run was measured 4x slower with torch's default than with one thread.
 So, unless ``TRM_NUM_THREADS`` or ``OMP_NUM_THREADS`` is set, trm uses the cores that are free when it starts
-(cores available to the process minus the 1-minute load average, divided among the processes of a multi-process
-launch), and at least one.
+(cores available to the process minus those other processes keep busy, divided among the processes of a
+multi-process launch), and at least one. Busy cores are measured over a quarter of a second from /proc/stat on
+Linux; elsewhere the 1-minute load average stands in (it lags: right after another job ends it still counts it).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Mapping
 
 from trm.errors import UserError
@@ -39,13 +41,35 @@ def chosen_threads(environ: Mapping[str, str] = os.environ, *, cores: int | None
         return None, "OMP_NUM_THREADS"
     cores = cores if cores is not None else _available_cores()
     if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except (AttributeError, OSError):
-            load = 0.0
+        load = busy_cores()
     processes = max(1, int(environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     free = max(1, round(cores - load))
-    return max(1, min(cores // processes, free)), f"{cores} cores, load {load:.1f}"
+    return max(1, min(cores // processes, free)), f"{cores} cores, {load:.1f} busy"
+
+
+def _cpu_times(path: str = "/proc/stat") -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs since boot, or None where /proc/stat is missing."""
+    try:
+        with open(path) as handle:
+            fields = [int(value) for value in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_cores(seconds: float = 0.25, path: str = "/proc/stat") -> float:
+    """Cores other processes keep busy now: /proc/stat sampled over ``seconds``; else the 1-minute load average."""
+    before = _cpu_times(path)
+    if before is not None:
+        time.sleep(seconds)
+        after = _cpu_times(path)
+        if after is not None and after[1] > before[1]:
+            return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
 
 
 def configure_threads(environ: Mapping[str, str] = os.environ) -> int | None:
