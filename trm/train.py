@@ -52,10 +52,11 @@ class Trainer:
     """Runs one training run from its built parts (trm/build.py ``build_run``): loop, evaluate, checkpoint."""
 
     def __init__(self, recipe: Recipe, run_dir: Path, parts: RunParts, accelerator: Accelerator, *,
-                 show_progress: bool = True):
+                 show_progress: bool = True, started: float | None = None):
         self.recipe, self.run_dir, self.show_progress = recipe, Path(run_dir), show_progress
         self.accelerator = accelerator
-        self.clock_start = time.perf_counter()  # records' wall_s: seconds since this run (or resume) started
+        # records' wall_s: seconds since ``started`` (the command's start, time.perf_counter()), else since now
+        self.clock_start = time.perf_counter() if started is None else started
         self.is_main = accelerator.is_main_process
         self.store, self.dims, self.plan, self.dtype = parts.store, parts.dims, parts.plan, parts.dtype
         self.model, self.step_model, self.loader, self.ema = parts.model, parts.step_model, parts.loader, parts.ema

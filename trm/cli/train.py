@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -72,6 +73,7 @@ def new_run_dir(recipe_path: Path, recipe: Recipe) -> Path:
 def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume: str | None = None,
                  run_dir: str | None = None, show_progress: bool = True) -> dict[str, float]:
     """``trm run``: a new run from a recipe, or ``resume`` a run directory from its latest checkpoint."""
+    started = time.perf_counter()  # metrics' wall_s counts from here: loading, building and compiling included
     if resume:
         return _resume(Path(resume), overrides, show_progress=show_progress)
     if recipe_path is None:
@@ -91,7 +93,7 @@ def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume:
     accelerator = distributed.make_accelerator(log_with=chosen_trackers(), project_dir=directory)
     parts = build_run(recipe, accelerator, build_store=True, show_progress=show_progress)
     differences = check_store_options(recipe, parts.store.info) if accelerator.is_main_process else {}
-    trainer = Trainer(recipe, directory, parts, accelerator, show_progress=show_progress)
+    trainer = Trainer(recipe, directory, parts, accelerator, show_progress=show_progress, started=started)
     created = not directory.exists()
     lock = RunLock(directory)
     if trainer.is_main:
@@ -128,6 +130,7 @@ def check_run_dir(directory: Path) -> None:
 
 
 def _resume(directory: Path, overrides: tuple[str, ...], *, show_progress: bool) -> dict[str, float]:
+    started = time.perf_counter()  # metrics' wall_s of the resumed part count from here
     saved = directory / "recipe.yaml"
     if not directory.is_dir():
         raise UserError(f"{directory}: no such run directory")
@@ -150,7 +153,7 @@ def _resume(directory: Path, overrides: tuple[str, ...], *, show_progress: bool)
                             "the run trained on), so put it back at that path")
         accelerator = distributed.make_accelerator(log_with=chosen_trackers(), project_dir=directory)
         parts = build_run(recipe, accelerator, build_store=False, show_progress=show_progress)
-        trainer = Trainer(recipe, directory, parts, accelerator, show_progress=show_progress)
+        trainer = Trainer(recipe, directory, parts, accelerator, show_progress=show_progress, started=started)
         trainer.resume()
         if trainer.is_main:
             if overrides:  # what training from now on uses, for `trm eval` and the next resume
