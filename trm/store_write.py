@@ -349,15 +349,29 @@ def build_store(task_spec: Any, options: Any, out: Path, *, overwrite: bool = Fa
         })
         publish_directory(partial, out)
     except OSError as error:
-        shutil.rmtree(partial, ignore_errors=True)
+        _remove_partial(partial)
         if error.errno in _DISK_FULL:
             kept = "; the existing store is unchanged" if out.exists() else ""
             raise UserError(f"{out}: disk full while writing the store ({error.strerror or 'no space left'}); "
                             f"the partial build was removed{kept}; free some space and build again") from None
         raise
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        _remove_partial(partial)
         raise
     return open_store(out).info
+
+
+def _remove_partial(partial: Path, patience_s: float = 2.0) -> None:
+    """Remove a failed build's folder, waiting out writes still in flight.
+
+    zarr writes chunks concurrently from its own event-loop thread; when one write fails, others may still land
+    after a first ``rmtree`` and recreate part of the folder (seen about once in six disk-full builds).
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
+        shutil.rmtree(partial, ignore_errors=True)
+        time.sleep(0.1)  # gone, and still gone a moment later: no write was left in flight
+        if not partial.exists() or time.monotonic() > deadline:
+            return
 
 
