@@ -29,8 +29,9 @@ def test_busy_cores_reads_proc_stat_over_an_interval(tmp_path, monkeypatch):
     # the interval: 100 busy of 200 jiffies, i.e. half of two cores
     monkeypatch.setattr(threads.time, "sleep", lambda seconds: stat.write_text("cpu  150 0 150 900 0 0 0 0 0 0\n"))
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
-    assert threads.busy_cores(path=str(stat)) == 1.0
-    assert threads.chosen_threads({}, cores=2, load=threads.busy_cores(path=str(stat)))[0] == 1
+    busy = threads.busy_cores(path=str(stat))
+    assert busy == 1.0
+    assert threads.chosen_threads({}, cores=2, load=busy)[0] == 1
 
 
 def test_busy_cores_falls_back_to_the_load_average_without_proc_stat(tmp_path, monkeypatch):
@@ -38,3 +39,11 @@ def test_busy_cores_falls_back_to_the_load_average_without_proc_stat(tmp_path, m
 
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.5, 0.0, 0.0))
     assert threads.busy_cores(path=str(tmp_path / "missing")) == 1.5
+
+
+def test_without_measuring_the_load_average_is_read_at_once(monkeypatch):
+    from trm import threads
+
+    monkeypatch.setattr(threads, "busy_cores", lambda *a, **k: (_ for _ in ()).throw(AssertionError("sampled")))
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.2, 0.0, 0.0))
+    assert threads.chosen_threads({}, cores=2, measure=False) == (1, "2 cores, 1.2 busy")

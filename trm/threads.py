@@ -26,8 +26,9 @@ def _available_cores() -> int:
 
 
 def chosen_threads(environ: Mapping[str, str] = os.environ, *, cores: int | None = None,
-                   load: float | None = None) -> tuple[int | None, str]:
-    """(threads to set or None to leave torch alone, why)."""
+                   load: float | None = None, measure: bool = True) -> tuple[int | None, str]:
+    """(threads to set or None to leave torch alone, why); ``measure=False`` reads the load average instead of
+    sampling /proc/stat for a quarter of a second (for commands that do no tensor work)."""
     if environ.get("TRM_NUM_THREADS"):
         text = environ["TRM_NUM_THREADS"]
         try:
@@ -41,7 +42,7 @@ def chosen_threads(environ: Mapping[str, str] = os.environ, *, cores: int | None
         return None, "OMP_NUM_THREADS"
     cores = cores if cores is not None else _available_cores()
     if load is None:
-        load = busy_cores()
+        load = busy_cores() if measure else load_average()
     processes = max(1, int(environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     free = max(1, round(cores - load))
     return max(1, min(cores // processes, free)), f"{cores} cores, {load:.1f} busy"
@@ -66,15 +67,20 @@ def busy_cores(seconds: float = 0.25, path: str = "/proc/stat") -> float:
         after = _cpu_times(path)
         if after is not None and after[1] > before[1]:
             return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
+    return load_average()
+
+
+def load_average() -> float:
+    """The 1-minute load average (0 where the platform has none)."""
     try:
         return os.getloadavg()[0]
     except (AttributeError, OSError):
         return 0.0
 
 
-def configure_threads(environ: Mapping[str, str] = os.environ) -> int | None:
+def configure_threads(environ: Mapping[str, str] = os.environ, *, measure: bool = True) -> int | None:
     """Apply :func:`chosen_threads` to torch (imported or not yet); returns the count set, if any."""
-    threads, _ = chosen_threads(environ)
+    threads, _ = chosen_threads(environ, measure=measure)
     if threads is None:
         return None
     if "torch" in sys.modules:

@@ -145,7 +145,7 @@ class Trainer:
         if not phases:
             return
         depth = depth_at(self.step, self.total_steps, phases)
-        if depth != self.model.train_depth or self.step == 0:
+        if depth != self.model.train_depth:
             self.model.train_depth = depth
             if self.is_main:
                 cfg = self.recipe.model
