@@ -199,3 +199,67 @@ def test_trm_eval_halting_options_and_depth_curve(tmp_path):
     assert png.exists() == ("picture: " + str(png) in curve.stdout)
     bad = trm("eval", str(run_dir), "--depth-curve", "1,x")
     assert bad.returncode == 2 and "step counts" in bad.stderr and "Traceback" not in bad.stderr
+    # trm eval calls the model as training did: compiled when the run's train.compile says so (auto: CUDA only).
+    from trm.cli.evaluate import load_evaluation
+    from trm.distributed import make_accelerator
+    from trm.evaluate import is_compiled
+
+    for setting, expected in (("on", True), ("off", False), ("auto", torch.cuda.is_available())):
+        loaded = load_evaluation(run_dir, (f"train.compile={setting}",), accelerator=make_accelerator(), split=None,
+                                 limit=None, batch_size=None, use_ema=True, allow_other_store=False)
+        assert is_compiled(loaded.step_model) == expected and not is_compiled(loaded.model), setting
+
+
+class CountingModel(torch.nn.Module):
+    """Counts the calls and batch sizes of the model it wraps (attributes such as halting pass through)."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.inner, name)
+
+    @torch.compiler.disable  # counted eagerly: a traced list append would guard on the list's length
+    def count(self, rows: int) -> None:
+        self.calls.append(rows)
+
+    def forward(self, carry, batch, max_steps=None):
+        self.count(batch["inputs"].shape[0])
+        return self.inner(carry, batch, max_steps=max_steps)
+
+
+def test_a_compiled_model_gives_the_same_results_and_is_warmed_up_once_untimed():
+    from trm.evaluate import is_compiled
+    from trm.integrity import ReplacedIdentifiers
+
+    model, split = tiny_model(max_steps=6), tiny_split(21)
+
+    def calls_of(wrapped, counting, **options):
+        counting.calls.clear()
+        recorder, metrics = run(wrapped, split, batch=8, **options)
+        return recorder, metrics, list(counting.calls)
+
+    eager = CountingModel(model)
+    plain, plain_metrics, plain_calls = calls_of(eager, eager)
+    counting = CountingModel(model)
+    compiled = torch.compile(counting, backend="eager")  # tracing only: no C++ compiler needed on the CPU
+    assert is_compiled(compiled) and not is_compiled(model) and not is_compiled(eager)
+    assert is_compiled(ReplacedIdentifiers(compiled, torch.arange(5))), "a wrapper must not hide the compilation"
+    first, metrics, first_calls = calls_of(compiled, counting)
+    for key in ("steps", "preds"):
+        np.testing.assert_array_equal(first.joined(key), plain.joined(key))
+    assert metrics["eval/mean_steps"] == plain_metrics["eval/mean_steps"]
+    # The uncompiled model shrinks its batch once the split is exhausted; the compiled one keeps its shape and
+    # takes one more (warm-up) step, before the clock starts.
+    assert min(plain_calls) < 8 and set(first_calls) == {8}
+    assert len(first_calls) == len(plain_calls) + 1
+    _, _, second_calls = calls_of(compiled, counting)
+    assert len(second_calls) == len(plain_calls), "the same shape and cap again: no second warm-up"
+    deeper, _, deeper_calls = calls_of(compiled, counting, max_steps=7)
+    expected, _, expected_calls = calls_of(eager, eager, max_steps=7)
+    np.testing.assert_array_equal(deeper.joined("steps"), expected.joined("steps"))
+    assert len(deeper_calls) == len(expected_calls) + 1, "a new step cap is a new graph: warmed up again"

@@ -195,6 +195,17 @@ def checkpoint_dims(parts: dict[str, Any], recipe: Recipe) -> TaskDims:
     return TaskDims(weights["embed_tokens.weight"].shape[0], known.seq_len, table.shape[0] if table is not None else 1)
 
 
+def compiled_for(model: torch.nn.Module, setting: str, device: torch.device) -> Any:
+    """``model`` under torch.compile when ``train.compile`` says so (auto: on CUDA only), else ``model`` itself.
+
+    Training and ``trm eval`` both call the model through this, so an evaluation of a checkpoint runs the same
+    compiled kernels as the run's own evaluations and gets the same numbers (docs/engine.md, "Compilation").
+    """
+    if setting == "on" or (setting == "auto" and device.type == "cuda"):
+        return torch.compile(model)
+    return model
+
+
 @attrs.frozen
 class RunParts:
     """What one training run is made of, built once by :func:`build_run` and handed to the Trainer."""
@@ -234,10 +245,9 @@ def build_run(recipe: Recipe, accelerator: Accelerator, *, build_store: bool = T
     torch.manual_seed(train.seed + accelerator.process_index)
     dense_opt, sparse_opt = build_optimizers(model, recipe.optim)
     ema = EMA(model, train.ema) if train.ema is not None else None
-    compile_on = train.compile == "on" or (train.compile == "auto" and accelerator.device.type == "cuda")
     loader = TrainLoader(store.split("train"), global_batch_size=plan.global_batch, rank=accelerator.process_index,
                          world_size=accelerator.num_processes, seed=train.seed,
                          ignore_label_id=store.info.ignore_label_id)
     return RunParts(store=store, dims=dims, plan=plan, dtype=dtype, model=model,
-                    step_model=torch.compile(model) if compile_on else model, dense_opt=dense_opt,
+                    step_model=compiled_for(model, train.compile, accelerator.device), dense_opt=dense_opt,
                     sparse_opt=sparse_opt, ema=ema, loader=loader)

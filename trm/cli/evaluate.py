@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import click
 
-from trm.build import load_trained_model, open_recipe_store
+from trm.build import compiled_for, load_trained_model, open_recipe_store
 from trm.checkpoint import find_checkpoint
 from trm.distributed import make_accelerator
 from trm.config import load_recipe
@@ -56,7 +56,8 @@ class LoadedEvaluation:
     run_dir: Path
     recipe: Recipe
     store: Any
-    model: Any
+    model: Any  # the loaded module (its attributes, parameters)
+    step_model: Any  # what evaluation calls: ``model``, compiled as the run's train.compile says (as in training)
     parts: dict
     accelerator: Any
     use_ema: bool
@@ -73,7 +74,7 @@ class LoadedEvaluation:
             with part("building the evaluators"):
                 evaluators = guard_evaluators(build_evaluators(recipe, self.store, artefacts))
             batch = recipe.eval.batch_size if recipe.eval.batch_size is not None else recipe.train.global_batch_size
-            metrics = evaluate(model if model is not None else self.model, self.store.split(recipe.eval.split),
+            metrics = evaluate(model if model is not None else self.step_model, self.store.split(recipe.eval.split),
                                evaluators, accelerator=self.accelerator, global_batch_size=batch,
                                max_steps=max_steps, halting=halting, halt_threshold=halt_threshold,
                                limit=recipe.eval.limit, seed=recipe.train.seed, ignore_label_id=info.ignore_label_id,
@@ -117,7 +118,8 @@ def load_evaluation(target: Path, overrides: tuple[str, ...], *, accelerator: Ac
         why = ("the run trained without EMA (train.ema: null)" if recipe.train.ema is None
                else "it is missing (the run's recipe has train.ema, so the checkpoint is incomplete)")
         print(f"note: {checkpoint / 'ema.safetensors'}: {why}; evaluating the live weights", flush=True)
-    return LoadedEvaluation(checkpoint, run_dir, recipe, store, model, parts, accelerator, use_ema)
+    step_model = compiled_for(model, recipe.train.compile, accelerator.device)
+    return LoadedEvaluation(checkpoint, run_dir, recipe, store, model, step_model, parts, accelerator, use_ema)
 
 
 def _write_json(out: Path, report: dict) -> None:
@@ -162,7 +164,7 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, accelerator
 
         changed, other = loaded.evaluate(halting=halting, max_steps=max_steps, halt_threshold=halt_threshold,
                                          artefacts=artefacts / f"puzzle-ids-{puzzle_ids}", show_progress=show_progress,
-                                         model=ReplacedIdentifiers(loaded.model, mapping))
+                                         model=ReplacedIdentifiers(loaded.step_model, mapping))
         replaced = {"mode": puzzle_ids, "metrics": changed, "drop": metric_drop(metrics, changed)}
     if not loaded.accelerator.is_main_process:
         return None
