@@ -39,32 +39,39 @@ class AdamATan2(torch.optim.Optimizer):
     def step(self, closure: Any = None) -> Any:
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            lr, wd = group["lr"], group["weight_decay"]
-            beta1, beta2 = group["betas"]
-            grads, exp_avgs, exp_avg_sqs = [], [], []
-            for p in params:
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.tensor(0.0)  # on the CPU: reading it never waits for the GPU
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                grads.append(p.grad)
-                exp_avgs.append(state["exp_avg"])
-                exp_avg_sqs.append(state["exp_avg_sq"])
-            step = float(self.state[params[0]]["step"])
-            if wd != 0:
-                torch._foreach_mul_(params, 1.0 - lr * wd)  # decoupled decay first, as the fused kernel does
-            torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
-            torch._foreach_mul_(exp_avg_sqs, beta2)
-            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
-            bias1, bias2_sqrt = 1.0 - beta1**step, math.sqrt(1.0 - beta2**step)
-            for p, m, v in zip(params, exp_avgs, exp_avg_sqs):
-                p.add_(torch.atan2(m / bias1, v.sqrt() / bias2_sqrt), alpha=-lr)
+            adam_atan2_group_step(self, group)
         return loss
+
+
+@torch.no_grad()
+def adam_atan2_group_step(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> None:
+    """One AdamATan2 update of ``group`` (keys ``params``, ``lr``, ``betas``, ``weight_decay``), its moments kept in
+    ``optimizer.state``; shared by :class:`AdamATan2` and the non-matrix groups of :class:`trm.muon.Muon`."""
+    params = [p for p in group["params"] if p.grad is not None]
+    if not params:
+        return
+    lr, wd = group["lr"], group["weight_decay"]
+    beta1, beta2 = group["betas"]
+    grads, exp_avgs, exp_avg_sqs = [], [], []
+    for p in params:
+        state = optimizer.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0)  # on the CPU: reading it never waits for the GPU
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        grads.append(p.grad)
+        exp_avgs.append(state["exp_avg"])
+        exp_avg_sqs.append(state["exp_avg_sq"])
+    step = float(optimizer.state[params[0]]["step"])
+    if wd != 0:
+        torch._foreach_mul_(params, 1.0 - lr * wd)  # decoupled decay first, as the fused kernel does
+    torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
+    bias1, bias2_sqrt = 1.0 - beta1**step, math.sqrt(1.0 - beta2**step)
+    for p, m, v in zip(params, exp_avgs, exp_avg_sqs):
+        p.add_(torch.atan2(m / bias1, v.sqrt() / bias2_sqrt), alpha=-lr)
 
 
 @torch.no_grad()
