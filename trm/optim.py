@@ -3,6 +3,8 @@
 * :class:`AdamATan2` in pure PyTorch, matching the fused ``adam_atan2`` package the reference imports: decoupled
   decay applied first, no epsilon, ``atan2(m_hat, sqrt(v_hat))`` with a = b = 1 (so the update is bounded and
   scale-invariant). AdamW (``torch.optim.AdamW``, the paper text's choice) is the alternative.
+* :class:`Muon` (``optim.name: muon``): Muon (trm/muon.py) on the backbone's weight matrices and AdamATan2's update
+  (:func:`adam_atan2_group_step`) on the other dense parameters, in one optimizer; not the paper's optimizer.
 * :class:`SparseSignSGD` for the puzzle-embedding table: per-example gradients of the batch's rows are gathered
   over processes, summed per identifier, and only touched rows move: ``w <- w (1 - lr wd) - lr sign(g)``.
 * :class:`EMA`: the exponential moving average of the dense weights (docs/reference-code.md 5: rate 0.999, evaluation
@@ -20,6 +22,7 @@ import torch
 
 from trm import distributed
 from trm.errors import UserError
+from trm.muon import muon_group_step, muon_param_groups
 
 
 class AdamATan2(torch.optim.Optimizer):
@@ -72,6 +75,51 @@ def adam_atan2_group_step(optimizer: torch.optim.Optimizer, group: dict[str, Any
     bias1, bias2_sqrt = 1.0 - beta1**step, math.sqrt(1.0 - beta2**step)
     for p, m, v in zip(params, exp_avgs, exp_avg_sqs):
         p.add_(torch.atan2(m / bias1, v.sqrt() / bias2_sqrt), alpha=-lr)
+
+
+class Muon(torch.optim.Optimizer):
+    """``optim.name: muon``: Muon (trm/muon.py) on groups whose ``kind`` is ``muon``, AdamATan2 on ``adam`` groups.
+
+    Every group carries ``base_lr``, the rate after warm-up, which trm/train.py's schedule scales into ``lr`` step
+    by step; a resumed run keeps the base rates of the recipe it is resumed with (as the other optimizers follow
+    ``optim.lr``), not the checkpoint's.
+    """
+
+    def __init__(self, param_groups: Iterable[dict[str, Any]]):
+        groups = list(param_groups)
+        for group in groups:
+            kind = group.get("kind")
+            if kind == "muon":
+                if not 0.0 <= group["momentum"] < 1.0:
+                    raise ValueError(f"invalid Muon momentum {group['momentum']}")
+                bad = [tuple(p.shape) for p in group["params"] if p.ndim != 2]
+                if bad:
+                    raise ValueError(f"Muon groups take 2-D matrices only, got shapes {bad[:3]}")
+            elif kind == "adam":
+                if not all(0.0 <= beta < 1.0 for beta in group["betas"]):
+                    raise ValueError(f"invalid AdamATan2 betas {group['betas']}")
+            else:
+                raise ValueError(f"a Muon param group's kind is muon or adam, got {kind!r}")
+            if group["lr"] < 0 or group["weight_decay"] < 0:
+                raise ValueError(f"invalid lr {group['lr']} or weight_decay {group['weight_decay']}")
+            group.setdefault("base_lr", group["lr"])
+        super().__init__(groups, {})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            if group["kind"] == "adam":
+                adam_atan2_group_step(self, group)
+            else:
+                muon_group_step(self, group)
+        return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        base = [group["base_lr"] for group in self.param_groups]
+        super().load_state_dict(state_dict)
+        for group, rate in zip(self.param_groups, base):
+            group["base_lr"] = rate
 
 
 @torch.no_grad()
@@ -137,8 +185,14 @@ def build_optimizers(model: torch.nn.Module, optim_config: Any) -> tuple[torch.o
     elif optim_config.name == "adamw":
         dense = torch.optim.AdamW(params, lr=optim_config.lr, betas=betas, weight_decay=optim_config.weight_decay,
                                   foreach=True)
+    elif optim_config.name == "muon":
+        dense = Muon(muon_param_groups(
+            model,
+            muon=dict(lr=optim_config.muon_lr, momentum=optim_config.muon_momentum,
+                      weight_decay=optim_config.muon_weight_decay),
+            adam=dict(lr=optim_config.lr, betas=betas, weight_decay=optim_config.weight_decay)))
     else:
-        raise ValueError(f"unknown optimizer {optim_config.name!r}; expected adam_atan2 or adamw")
+        raise ValueError(f"unknown optimizer {optim_config.name!r}; expected adam_atan2, adamw or muon")
     embedding = getattr(model, "puzzle_emb", None)
     sparse = (SparseSignSGD(embedding, lr=optim_config.puzzle_emb_lr, weight_decay=optim_config.puzzle_emb_weight_decay)
               if embedding is not None else None)

@@ -62,8 +62,10 @@ def _betas(_instance: Any, _attribute: attrs.Attribute, value: tuple[float, floa
 
 @attrs.frozen
 class OptimConfig:
-    name: Literal["adam_atan2", "adamw"] = attrs.field(
-        default="adam_atan2", metadata=_help("dense optimizer: adam_atan2 (the reference's) or adamw (the paper's text)")
+    name: Literal["adam_atan2", "adamw", "muon"] = attrs.field(
+        default="adam_atan2", metadata=_help("dense optimizer: adam_atan2 (the reference's), adamw (the paper's text) "
+                                             "or muon (Muon on the backbone's matrices, adam_atan2 on the rest; "
+                                             "not the paper's)")
     )
     lr: float = attrs.field(
         default=1e-4, validator=_non_negative, metadata=_help("dense learning rate after warm-up")
@@ -71,6 +73,22 @@ class OptimConfig:
     betas: tuple[float, float] = attrs.field(default=(0.9, 0.95), validator=_betas, metadata=_help("Adam betas"))
     weight_decay: float = attrs.field(
         default=1.0, validator=_non_negative, metadata=_help("decoupled weight decay of every dense parameter")
+    )
+    # Muon (trm/muon.py) for the backbone's weight matrices when name is muon; lr, betas and weight_decay above
+    # then apply to the other dense parameters. 0.02 and 0.95 are Keller Jordan's defaults for his update scale.
+    muon_lr: float = attrs.field(
+        default=0.02, validator=_non_negative,
+        metadata=_help("Muon learning rate of the backbone's weight matrices after warm-up (name: muon)"),
+    )
+    muon_momentum: float = attrs.field(
+        default=0.95, validator=attrs.validators.and_(_non_negative, attrs.validators.lt(1)),
+        metadata=_help("Muon's Nesterov momentum mu, in [0, 1) (name: muon)"),
+    )
+    # 0.005: at muon_lr 0.02 the per-step shrink lr x wd is 1e-4, the paper's (lr 1e-4 x weight_decay 1.0);
+    # weight_decay 1.0 itself would shrink the matrices by 2% a step.
+    muon_weight_decay: float = attrs.field(
+        default=0.005, validator=_non_negative,
+        metadata=_help("decoupled weight decay of the Muon matrices: W <- W (1 - muon_lr x this) (name: muon)"),
     )
     puzzle_emb_lr: float = attrs.field(
         default=1e-4, validator=_non_negative, metadata=_help("sign-SGD learning rate of the puzzle embeddings")
@@ -80,7 +98,7 @@ class OptimConfig:
         metadata=_help("decoupled decay of the puzzle-embedding rows a batch touches"),
     )
     warmup_steps: int = attrs.field(
-        default=2000, validator=_non_negative, metadata=_help("linear warm-up steps (both optimizers)")
+        default=2000, validator=_non_negative, metadata=_help("linear warm-up steps (every optimizer)")
     )
     schedule: Literal["constant", "cosine"] = attrs.field(
         default="constant", metadata=_help("after warm-up: constant (the reference) or cosine to lr_min_ratio")

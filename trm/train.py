@@ -134,7 +134,11 @@ class Trainer:
             value = lr_at(self.step + 1, base, warmup_steps=optim.warmup_steps, total_steps=self.total_steps,
                           schedule=optim.schedule, min_ratio=optim.lr_min_ratio)
             for group in optimizer.param_groups:
-                group["lr"] = value
+                # A group with its own base rate (trm/muon.py's Muon matrices) follows the same schedule scaled to
+                # that rate; lr_at is linear in its base, so the ratio of the two kinds stays fixed all run.
+                group["lr"] = value if "base_lr" not in group else lr_at(
+                    self.step + 1, group["base_lr"], warmup_steps=optim.warmup_steps, total_steps=self.total_steps,
+                    schedule=optim.schedule, min_ratio=optim.lr_min_ratio)
             if optimizer is self.dense_opt:
                 lr = value
         return lr
