@@ -447,7 +447,11 @@ class Trainer:
                             "a resumed run cannot change model.* or backbone.* settings") from None
         if self.ema is not None and parts["ema"] is not None:
             self.ema.load_state_dict(parts["ema"])
-        self.dense_opt.load_state_dict(parts["optim"]["dense"])
+        try:
+            self.dense_opt.load_state_dict(parts["optim"]["dense"])
+        except (ValueError, KeyError):  # torch's mismatched-groups error, or a group lacking a Muon key
+            raise UserError(f"{path}: the checkpoint's optimizer state does not fit optim.name "
+                            f"{self.recipe.optim.name}; a resumed run cannot change optim.name") from None
         if self.sparse_opt is not None and parts["optim"]["sparse"] is not None:
             self.sparse_opt.load_state_dict(parts["optim"]["sparse"])
         self.loader.load_state_dict(state["loader"])
