@@ -14,8 +14,8 @@ recompiles). When an example stops, its slot takes the next unevaluated example 
 (the engine restarts a row whose carry says ``halted``), until the split is exhausted. Each row's arithmetic
 depends on its own example only, so an example's prediction and step count are those of evaluating it alone.
 The one host synchronisation per step is the stop mask (to know which slots to refill). When the split is
-exhausted, an uncompiled model (the CPU) continues with only the busy rows, so the last examples running to the
-cap do not cost a full batch per step; a compiled model keeps its shape.
+exhausted, an uncompiled model (the CPU, or train.compile=off) continues with only the busy rows, so the last
+examples running to the cap do not cost a full batch per step; a compiled model keeps its shape.
 
 Evaluators receive finished examples in the order of the split (not the order in which they finished), in chunks
 of at most one global batch: ``inputs``, ``labels``, ``puzzle_identifiers`` and ``valid`` (all true; kept for
