@@ -213,10 +213,7 @@ def _warm_up(stream: "_Stream") -> None:
     """
     model = stream.model
     key = (stream.size, stream.rule.max_steps)
-    try:
-        done = _WARM.setdefault(model, set())
-    except TypeError:  # an object that cannot be weakly referenced: warm it up every time
-        done = set()
+    done = _WARM.setdefault(model, set())
     if key in done:
         return
     model(stream.carry, stream.batch, max_steps=stream.rule.max_steps)

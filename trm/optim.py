@@ -49,7 +49,7 @@ class AdamATan2(torch.optim.Optimizer):
 @torch.no_grad()
 def adam_atan2_group_step(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> None:
     """One AdamATan2 update of ``group`` (keys ``params``, ``lr``, ``betas``, ``weight_decay``), its moments kept in
-    ``optimizer.state``; shared by :class:`AdamATan2` and the non-matrix groups of :class:`trm.muon.Muon`."""
+    ``optimizer.state``; shared by :class:`AdamATan2` and the non-matrix groups of :class:`Muon`."""
     params = [p for p in group["params"] if p.grad is not None]
     if not params:
         return

@@ -68,11 +68,13 @@ class OptimConfig:
                                              "not the paper's)")
     )
     lr: float = attrs.field(
-        default=1e-4, validator=_non_negative, metadata=_help("dense learning rate after warm-up (with muon: of the non-matrix parameters)")
+        default=1e-4, validator=_non_negative,
+        metadata=_help("dense learning rate after warm-up (with muon: of the non-matrix parameters)")
     )
     betas: tuple[float, float] = attrs.field(default=(0.9, 0.95), validator=_betas, metadata=_help("Adam betas"))
     weight_decay: float = attrs.field(
-        default=1.0, validator=_non_negative, metadata=_help("decoupled weight decay of every dense parameter (with muon: of the non-matrix ones)")
+        default=1.0, validator=_non_negative,
+        metadata=_help("decoupled weight decay of every dense parameter (with muon: of the non-matrix ones)")
     )
     # Muon (trm/muon.py) for the backbone's weight matrices when name is muon; lr, betas and weight_decay above
     # then apply to the other dense parameters. 0.02 and 0.95 are Keller Jordan's defaults for his update scale.

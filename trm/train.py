@@ -131,14 +131,15 @@ class Trainer:
         for optimizer, base in ((self.dense_opt, optim.lr), (self.sparse_opt, optim.puzzle_emb_lr)):
             if optimizer is None:
                 continue
-            value = lr_at(self.step + 1, base, warmup_steps=optim.warmup_steps, total_steps=self.total_steps,
-                          schedule=optim.schedule, min_ratio=optim.lr_min_ratio)
+            def scheduled(rate: float) -> float:
+                return lr_at(self.step + 1, rate, warmup_steps=optim.warmup_steps, total_steps=self.total_steps,
+                             schedule=optim.schedule, min_ratio=optim.lr_min_ratio)
+
+            value = scheduled(base)
             for group in optimizer.param_groups:
-                # A group with its own base rate (trm/muon.py's Muon matrices) follows the same schedule scaled to
+                # A group with its own base rate (trm/optim.py's Muon groups) follows the same schedule scaled to
                 # that rate; lr_at is linear in its base, so the ratio of the two kinds stays fixed all run.
-                group["lr"] = value if "base_lr" not in group else lr_at(
-                    self.step + 1, group["base_lr"], warmup_steps=optim.warmup_steps, total_steps=self.total_steps,
-                    schedule=optim.schedule, min_ratio=optim.lr_min_ratio)
+                group["lr"] = scheduled(group["base_lr"]) if "base_lr" in group else value
             if optimizer is self.dense_opt:
                 lr = value
         return lr
