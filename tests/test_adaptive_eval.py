@@ -263,3 +263,28 @@ def test_a_compiled_model_gives_the_same_results_and_is_warmed_up_once_untimed()
     expected, _, expected_calls = calls_of(eager, eager, max_steps=7)
     np.testing.assert_array_equal(deeper.joined("steps"), expected.joined("steps"))
     assert len(deeper_calls) == len(expected_calls) + 1, "a new step cap is a new graph: warmed up again"
+
+
+def test_the_compiled_model_keeps_static_shapes_from_training_to_evaluation():
+    # A run trains at one batch shape and evaluates at another; trm eval sees only the second. Both must get the
+    # same static graph for the evaluation shape (a dynamic-batch graph rounds differently on the GPU).
+    from trm.build import compiled_for
+
+    graphs = []
+
+    def recording(graph_module, example_inputs):
+        graphs.append(["dynamic" if isinstance(i, torch.SymInt) else "static" for i in example_inputs])
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    model, split = tiny_model(max_steps=3), tiny_split(10)
+    compiled = compiled_for(model, "on", torch.device("cpu"), backend=recording)
+    batch = {"inputs": torch.as_tensor(split.inputs[:6]).long(), "labels": torch.as_tensor(split.labels[:6]).long(),
+             "puzzle_identifiers": torch.as_tensor(split.puzzle_identifiers[:6]).long()}
+    model.train()
+    carry = model.initial_carry(batch)
+    compiled(carry, batch)  # a training-shaped call, with gradients
+    model.eval()
+    run(compiled, split, batch=8)  # the evaluation batch: another shape
+    assert len(graphs) >= 2 and all(kind == "static" for graph in graphs for kind in graph), graphs
+    torch._dynamo.reset()

@@ -195,14 +195,25 @@ def checkpoint_dims(parts: dict[str, Any], recipe: Recipe) -> TaskDims:
     return TaskDims(weights["embed_tokens.weight"].shape[0], known.seq_len, table.shape[0] if table is not None else 1)
 
 
-def compiled_for(model: torch.nn.Module, setting: str, device: torch.device) -> Any:
+# Graphs one compiled model may hold: (training, evaluation) x the depth-curriculum phases x the batch shapes, with
+# room to spare; past torch's default of 8 the model would silently run eagerly.
+RECOMPILE_LIMIT = 32
+
+
+def compiled_for(model: torch.nn.Module, setting: str, device: torch.device, *, backend: str = "inductor") -> Any:
     """``model`` under torch.compile when ``train.compile`` says so (auto: on CUDA only), else ``model`` itself.
 
     Training and ``trm eval`` both call the model through this, so an evaluation of a checkpoint runs the same
     compiled kernels as the run's own evaluations and gets the same numbers (docs/engine.md, "Compilation").
+    Shapes are static: by default a second batch shape (the evaluation batch after the training one) would make
+    torch compile a graph for any batch size, whose kernels round differently from the static graph a fresh
+    ``trm eval`` compiles, and later training phases would run that dynamic graph too. ``backend`` is
+    torch.compile's (tests pass a tracing one).
     """
     if setting == "on" or (setting == "auto" and device.type == "cuda"):
-        return torch.compile(model)
+        config = torch._dynamo.config
+        config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+        return torch.compile(model, dynamic=False, backend=backend)
     return model
 
 
