@@ -14,9 +14,10 @@ from trm.kernels import stablemax_cross_entropy_fp32
 from trm.losses import act_loss, stablemax_cross_entropy, token_loss_name
 
 
-def build(backbone: str, fast: bool, seq_len: int):
+def build(backbone: str, fast: bool, seq_len: int, recompute: str = "auto"):
     torch.manual_seed(0)
-    config = ModelConfig(hidden_size=32, h_cycles=2, l_cycles=2, puzzle_emb_len=2, puzzle_emb_dim=32)
+    config = ModelConfig(hidden_size=32, h_cycles=2, l_cycles=2, puzzle_emb_len=2, puzzle_emb_dim=32,
+                         recompute=recompute)
     options = {"num_heads": 4} if backbone == "attention" else {}
     model = assemble(config, backbone, options, "act_q", {"max_steps": 4, "exploration_prob": 0.0}, vocab_size=7,
                      seq_len=seq_len, num_puzzle_identifiers=3, fast=fast)
@@ -36,13 +37,14 @@ def one_step(model, batch, loss_type):
     return carry, out, loss, grads, sink
 
 
+@pytest.mark.parametrize("recompute", ["auto", "none", "swiglu"])
 @pytest.mark.parametrize("backbone", ["attention", "mlp_mixer"])
-def test_fast_path_equals_the_faithful_path(backbone):
+def test_fast_path_equals_the_faithful_path(backbone, recompute):
     generator = torch.Generator().manual_seed(1)
     batch = {"inputs": torch.randint(1, 7, (5, 9), generator=generator, dtype=torch.int32),
              "labels": torch.randint(1, 7, (5, 9), generator=generator),
              "puzzle_identifiers": torch.randint(0, 3, (5,), generator=generator, dtype=torch.int32)}
-    faithful, fast = build(backbone, False, 9), build(backbone, True, 9)
+    faithful, fast = build(backbone, False, 9), build(backbone, True, 9, recompute)
     fast.load_state_dict(faithful.state_dict())
     assert not faithful.fast_path and fast.fast_path
     assert type(fast.backbone.layers[0].mlp).__name__ == "FastSwiGLU"
@@ -96,3 +98,44 @@ def test_float32_stablemax_has_finite_gradients_at_logit_one():
     assert torch.isfinite(logits.grad).all()
     exact = stablemax_cross_entropy(logits.detach().double(), labels, torch.ones(1, 1, dtype=torch.bool)).sum()
     assert float(loss) == pytest.approx(float(exact), rel=1e-6)
+
+
+def saved_for_backward(model, batch) -> int:
+    """Bytes the compiled training step keeps for backward, as torch.compile's partitioner decides (traced on the
+    CPU: the partitioner inductor uses, no code generated)."""
+    from functorch.compile import min_cut_rematerialization_partition
+    from torch._dynamo.backends.common import aot_autograd
+
+    kept = []
+
+    def forward_graph(graph_module, _inputs):
+        outputs = next(n for n in graph_module.graph.nodes if n.op == "output").args[0]
+        kept.append(sum(v.meta["val"].numel() * v.meta["val"].element_size() for v in outputs
+                        if isinstance(v, torch.fx.Node) and isinstance(v.meta.get("val"), torch.Tensor)))
+        return graph_module.forward
+
+    backend = aot_autograd(fw_compiler=forward_graph, bw_compiler=lambda gm, _: gm.forward,
+                           partition_fn=min_cut_rematerialization_partition)
+    torch._dynamo.reset()
+    try:
+        torch.compile(model, backend=backend, dynamic=False)(model.initial_carry(batch), batch)
+    finally:
+        torch._dynamo.reset()
+    return kept[-1]
+
+
+@pytest.mark.parametrize("backbone", ["attention", "mlp_mixer"])
+def test_recompute_keeps_less_under_compilation(backbone):
+    # An autograd.Function that recomputes gate_up in backward keeps it after all under torch.compile (CSE merges
+    # the two matmuls); the checkpoint regions of model.recompute must really keep less (docs/performance.md).
+    generator = torch.Generator().manual_seed(3)
+    batch = {"inputs": torch.randint(1, 7, (4, 30), generator=generator, dtype=torch.int32),
+             "labels": torch.randint(1, 7, (4, 30), generator=generator),
+             "puzzle_identifiers": torch.randint(0, 3, (4,), generator=generator, dtype=torch.int32)}
+    kept = {setting: saved_for_backward(build(backbone, True, 30, setting), batch)
+            for setting in ("none", "auto", "swiglu")}
+    if backbone == "mlp_mixer":  # auto recomputes the token SwiGLU's gate_up, the step's largest tensor
+        assert kept["auto"] < 0.75 * kept["none"], kept
+    else:  # attention has no token SwiGLU: auto keeps what none keeps
+        assert kept["auto"] == kept["none"], kept
+    assert kept["swiglu"] < 0.8 * kept["auto"], kept

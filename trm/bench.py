@@ -26,6 +26,7 @@ import torch
 
 from trm.build import assemble, uses_fast_path
 from trm.errors import UserError
+from trm.kernels import RECOMPUTE_CHOICES
 from trm.losses import act_loss, token_loss_name
 from trm.optim import build_optimizers
 from trm.recipe import ModelConfig, OptimConfig
@@ -71,9 +72,11 @@ TINY_CONFIGS = [  # same shapes of computation, small enough for a CPU test
 PAPER_OPTIM = OptimConfig(lr=1e-4, weight_decay=0.1, puzzle_emb_lr=1e-2, puzzle_emb_weight_decay=0.1)
 
 
-def build(config: BenchConfig, device: torch.device, dtype: torch.dtype, fast: bool = False) -> Any:
+def build(config: BenchConfig, device: torch.device, dtype: torch.dtype, fast: bool = False,
+          recompute: str = "auto") -> Any:
     model_config = ModelConfig(hidden_size=config.hidden_size, h_cycles=config.h_cycles, l_cycles=config.l_cycles,
-                               puzzle_emb_len=config.puzzle_emb_len, puzzle_emb_dim=config.hidden_size)
+                               puzzle_emb_len=config.puzzle_emb_len, puzzle_emb_dim=config.hidden_size,
+                               recompute=recompute)
     with torch.device(device):
         return assemble(model_config, config.backbone, config.backbone_options, "act_q",
                         {"max_steps": config.max_steps, "exploration_prob": 0.1}, vocab_size=config.vocab_size,
@@ -109,16 +112,18 @@ def count_step_flops(config: BenchConfig) -> float:
 
 
 def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: int, compile_model: bool,
-              dtype: torch.dtype | None = None, profile_dir: Path | None = None, fast: bool = False) -> dict[str, Any]:
+              dtype: torch.dtype | None = None, profile_dir: Path | None = None, fast: bool = False,
+              recompute: str = "auto") -> dict[str, Any]:
     """Time ``steps`` training steps of ``config`` after ``warmup``; returns one result row. With ``profile_dir``,
-    a few more steps run under ``torch.profiler`` and their kernel-time table goes to ``profile_<name>.txt``."""
+    a few more steps run under ``torch.profiler`` and their kernel-time table goes to ``profile_<name>.txt``.
+    ``recompute`` is the fast path's ``model.recompute``."""
     torch.manual_seed(0)
     cuda = device.type == "cuda"
     dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    model = build(config, device, dtype, fast=fast)
+    model = build(config, device, dtype, fast=fast, recompute=recompute)
     model.train()
     loss_type = token_loss_name("stablemax", fast)
     dense, sparse = build_optimizers(model, PAPER_OPTIM)
@@ -155,7 +160,7 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
     median = statistics.median(times)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
     if profile_dir is not None:
-        label = f"{config.name}-{'fast' if fast else 'faithful'}"
+        label = f"{config.name}-{'fast' if fast else 'faithful'}" + (f"-{recompute}" if fast and recompute != "auto" else "")
         write_profile(Path(profile_dir) / f"profile_{label}.txt", label, train_step, warmup + steps, cuda)
     parameters = sum(p.numel() for p in model.parameters())
     flops = count_step_flops(config)
@@ -170,6 +175,7 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
         "tflop_per_step": flops / 1e12, "tflop_per_s": flops / median / 1e12,
         "warmup_s": warmup_s, "steps": steps, "warmup": warmup, "compiled": compile_model,
         "dtype": str(dtype).split(".")[-1], "path": "fast" if fast else "faithful",
+        "recompute": recompute if fast else None,
     }
 
 
@@ -212,11 +218,11 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    header = f"{'config':<16} {'batch':>5} {'ms/step':>9} {'samples/s':>10} {'peak GiB':>9} {'TFLOP/step':>10} {'TFLOP/s':>8}"
+    header = f"{'config':<16} {'recompute':>9} {'batch':>5} {'ms/step':>9} {'samples/s':>10} {'peak GiB':>9} {'TFLOP/step':>10} {'TFLOP/s':>8}"
     lines = [header, "-" * len(header)]
     for r in rows:
         memory = f"{r['peak_memory_gib']:.1f}" if r["peak_memory_gib"] is not None else "-"
-        lines.append(f"{r['config']:<16} {r['batch_size']:>5} {r['ms_per_step']:>9.1f} {r['samples_per_s']:>10,.0f} "
+        lines.append(f"{r['config']:<16} {r.get('recompute') or '-':>9} {r['batch_size']:>5} {r['ms_per_step']:>9.1f} {r['samples_per_s']:>10,.0f} "
                      f"{memory:>9} {r['tflop_per_step']:>10.2f} {r['tflop_per_s']:>8.1f}")
     return "\n".join(lines)
 
@@ -226,7 +232,7 @@ def compare_row(faithful: dict[str, Any], fast: dict[str, Any]) -> dict[str, Any
     memory_ratio = (fast["peak_memory_gib"] / faithful["peak_memory_gib"]
                     if fast["peak_memory_gib"] and faithful["peak_memory_gib"] else None)
     return {
-        "config": faithful["config"], "batch_size": faithful["batch_size"],
+        "config": faithful["config"], "batch_size": faithful["batch_size"], "recompute": fast["recompute"],
         "faithful_ms": faithful["ms_per_step"], "faithful_ms_min": faithful["ms_min"],
         "fast_ms": fast["ms_per_step"], "fast_ms_min": fast["ms_min"],
         "faithful_samples_per_s": faithful["samples_per_s"], "fast_samples_per_s": fast["samples_per_s"],
@@ -237,13 +243,13 @@ def compare_row(faithful: dict[str, Any], fast: dict[str, Any]) -> dict[str, Any
 
 
 def format_compare_table(rows: list[dict[str, Any]]) -> str:
-    header = (f"{'config':<16} {'batch':>5} {'faithful ms (min)':>18} {'fast ms (min)':>15} {'speedup':>8} "
+    header = (f"{'config':<16} {'recompute':>9} {'batch':>5} {'faithful ms (min)':>18} {'fast ms (min)':>15} {'speedup':>8} "
               f"{'samples/s faithful':>18} {'fast':>8} {'peak GiB faithful':>17} {'fast':>6} {'memory':>7}")
     lines = [header, "-" * len(header)]
     for r in rows:
         gib = lambda v: f"{v:.1f}" if v is not None else "-"  # noqa: E731
         ratio = f"{r['memory_ratio']:.2f}x" if r["memory_ratio"] is not None else "-"
-        lines.append(f"{r['config']:<16} {r['batch_size']:>5} "
+        lines.append(f"{r['config']:<16} {r['recompute'] or '-':>9} {r['batch_size']:>5} "
                      f"{r['faithful_ms']:>9.1f} ({r['faithful_ms_min']:>6.1f}) {r['fast_ms']:>7.1f} ({r['fast_ms_min']:>5.1f}) "
                      f"{r['speedup']:>7.2f}x {r['faithful_samples_per_s']:>18,.0f} {r['fast_samples_per_s']:>8,.0f} "
                      f"{gib(r['faithful_peak_gib']):>17} {gib(r['fast_peak_gib']):>6} {ratio:>7}")
@@ -273,11 +279,12 @@ def resolve_device(device: str | None) -> torch.device:
 def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | None = None, steps: int = 30,
               warmup: int = 6, compile_model: bool | None = None, batch_size: int | None = None,
               out: Path | None = None, profile_dir: Path | None = None, echo: Any = print, compare: bool = False,
-              path: str = "auto") -> list[dict[str, Any]]:
+              path: str = "auto", recompute: tuple[str, ...] = ("auto",)) -> list[dict[str, Any]]:
     """Benchmark the chosen configurations (all four by default); print a table; write JSON to ``out``.
 
     ``path`` picks the engine path (auto: fast on CUDA); ``compare`` times the faithful and the fast path of each
-    configuration one after the other in this process and reports their ratios.
+    configuration one after the other in this process and reports their ratios. ``recompute`` lists the fast
+    path's ``model.recompute`` settings to time: with ``compare``, each against the one faithful measurement.
     """
     chosen = TINY_CONFIGS if tiny else PAPER_CONFIGS
     by_name = {c.name.removesuffix("-tiny"): c for c in chosen}
@@ -286,6 +293,10 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
     if unknown:
         raise UserError(f"unknown benchmark config(s) {', '.join(unknown)}; choose from {', '.join(by_name)}")
     configs = [by_name[n] for n in names] if names else chosen
+    recompute = tuple(dict.fromkeys(recompute)) or ("auto",)
+    wrong = [r for r in recompute if r not in RECOMPUTE_CHOICES]
+    if wrong:
+        raise UserError(f"--recompute {wrong[0]}: expected one of {', '.join(RECOMPUTE_CHOICES)}")
     # Every mistake is caught here, before minutes of benchmarking, not when the results are written.
     for option, value, least in (("--steps", steps, 1), ("--warmup", warmup, 0), ("--batch-size", batch_size, 1)):
         if value is not None and value < least:
@@ -304,18 +315,23 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
     rows = []
     for config in configs:
         if compare:
-            measured = {}
-            for fast in (False, True):
-                measured[fast] = bench_one(config, device=target, steps=steps, warmup=warmup,
-                                           compile_model=compile_model, profile_dir=profile_dir, fast=fast)
+            faithful = bench_one(config, device=target, steps=steps, warmup=warmup, compile_model=compile_model,
+                                 profile_dir=profile_dir, fast=False)
+            release(target)
+            echo(f"{config.name} (faithful): {faithful['ms_per_step']:.1f} ms/step")
+            for setting in recompute:
+                fast = bench_one(config, device=target, steps=steps, warmup=warmup, compile_model=compile_model,
+                                 profile_dir=profile_dir, fast=True, recompute=setting)
                 release(target)
-                echo(f"{config.name} ({'fast' if fast else 'faithful'}): {measured[fast]['ms_per_step']:.1f} ms/step")
-            rows.append(compare_row(measured[False], measured[True]))
+                echo(f"{config.name} (fast, recompute={setting}): {fast['ms_per_step']:.1f} ms/step")
+                rows.append(compare_row(faithful, fast))
             continue
-        rows.append(bench_one(config, device=target, steps=steps, warmup=warmup, compile_model=compile_model,
-                              profile_dir=profile_dir, fast=uses_fast_path(path, target)))
-        release(target)
-        echo(f"{config.name} ({rows[-1]['path']}): {rows[-1]['ms_per_step']:.1f} ms/step")
+        fast = uses_fast_path(path, target)
+        for setting in recompute if fast else ("auto",):
+            rows.append(bench_one(config, device=target, steps=steps, warmup=warmup, compile_model=compile_model,
+                                  profile_dir=profile_dir, fast=fast, recompute=setting))
+            release(target)
+            echo(f"{config.name} ({rows[-1]['path']}): {rows[-1]['ms_per_step']:.1f} ms/step")
     echo(format_compare_table(rows) if compare else format_table(rows))
     if out is not None:
         Path(out).write_text(json.dumps({"environment": environment(target), "results": rows}, indent=2))

@@ -102,6 +102,7 @@ def build_model(recipe: Recipe, dims: TaskDims, *, dtype: torch.dtype | None = N
         seq_len=dims.seq_len + model_cfg.puzzle_emb_len,
         prefix_len=model_cfg.puzzle_emb_len,
         fast=fast,
+        recompute=model_cfg.recompute,
     )
     try:  # settings that are valid alone but not together (e.g. heads not dividing the width) surface here
         backbone = registry("backbones").get(recipe.backbone.name).build(recipe.backbone.options, shape)
@@ -175,7 +176,7 @@ def assemble(config: ModelConfig, backbone: str, backbone_options: Any = None, h
     backbone_spec = registry("backbones").get(backbone)
     halting_spec = registry("halting").get(halting)
     shape = BackboneShape(hidden_size=config.hidden_size, seq_len=seq_len + config.puzzle_emb_len,
-                          prefix_len=config.puzzle_emb_len, fast=fast)
+                          prefix_len=config.puzzle_emb_len, fast=fast, recompute=config.recompute)
     network = backbone_spec.build(options_of(backbone_spec, backbone_options), shape)
     network.fast_path = fast
     strategy = halting_spec.build(options_of(halting_spec, halting_options))

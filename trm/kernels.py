@@ -2,15 +2,22 @@
 
 docs/engine.md, "The fast path", lists what differs from the faithful path and by how much. Both SwiGLU functions
 compute exactly the faithful arithmetic in the forward direction (the same matmuls and elementwise ops in the
-same dtypes); what changes is what autograd keeps between forward and backward:
+same dtypes); what changes is what is kept between forward and backward:
 
-* the faithful SwiGLU keeps ``gate_up`` and ``silu(gate) * up`` (and torch.compile usually more), so for the
-  mixer's token SwiGLU over [B, 2I, D] that is about 1.2 GB per call at the paper's Sudoku batch;
+* the faithful SwiGLU keeps what autograd (or torch.compile's partitioner) chooses: ``gate_up`` and
+  ``silu(gate) * up``, for the mixer's token SwiGLU over [B, 2I, D] about 1.2 GB per call at the paper's Sudoku
+  batch;
 * :class:`ChannelSwiGLUFunction` keeps the input and ``gate_up`` and recomputes the product in backward
   (elementwise, memory-bound, cheap);
-* with ``recompute`` it keeps only the input and recomputes ``gate_up`` with one extra matmul; the MLP-mixer's
-  token SwiGLU (:func:`token_swiglu`) always does (its matmuls are a quarter of the mixer's work and its
-  ``gate_up`` [B, 2I, D] is its largest tensor), the channel SwiGLU when the model asks (``model.recompute``).
+* with ``recompute`` the whole SwiGLU runs in a :func:`recomputed` region: only its input is kept and backward
+  computes ``gate_up`` again (one more matmul). The MLP-mixer's token SwiGLU (:func:`token_swiglu`) does so unless
+  ``model.recompute: none`` (its matmuls are a quarter of the mixer's work and its ``gate_up`` [B, 2I, D] is the
+  step's largest tensor), every SwiGLU with ``model.recompute: swiglu``.
+
+Why a checkpoint region and not a recomputing autograd.Function: under torch.compile the Function's forward and
+backward are traced into one graph, common-subexpression elimination merges the backward's ``gate_up`` matmul with
+the forward's, and the partitioner then keeps the result after all (docs/performance.md, "Memory"). The partitioner
+honours checkpoint regions, and eagerly they behave the same.
 
 Gradients are the faithful ones up to the rounding of recomputed bf16 values, which are bit-identical to the
 forward's (same kernels, same inputs), so in practice the gradients are equal.
@@ -18,15 +25,23 @@ forward's (same kernels, same inputs), so in practice the gradients are equal.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from trm.layers import SwiGLU
 
+# model.recompute's values (docs/recipes.md): what the fast path recomputes in backward instead of keeping.
+RECOMPUTE_CHOICES = ("auto", "none", "swiglu")
 
-# Whether the fast channel SwiGLU recomputes gate_up in backward (less memory, one more matmul); measured in
-# docs/performance.md.
-CHANNEL_RECOMPUTE = False
+
+def recomputed(fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
+    """``fn(*args)``, keeping only ``args`` for backward, which runs ``fn`` again (nothing in it is random)."""
+    if not torch.is_grad_enabled():
+        return fn(*args)
+    return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False, preserve_rng_state=False)
 
 
 def _silu_grad(gate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,25 +52,20 @@ def _silu_grad(gate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class ChannelSwiGLUFunction(torch.autograd.Function):
-    """``down(silu(gate) * up)`` over the last axis, ``gate_up = x @ W1^T``.
-
-    Saves x and, unless ``recompute``, gate_up; with ``recompute`` backward recomputes gate_up (one more matmul,
-    two thirds of the SwiGLU's forward work) and keeps only x.
-    """
+    """``down(silu(gate) * up)`` over the last axis, ``gate_up = x @ W1^T``; keeps x and gate_up, recomputes the
+    product in backward."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, recompute: bool) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
         gate_up = F.linear(x, w_gate_up)
         gate, up = gate_up.chunk(2, dim=-1)
         out = F.linear(F.silu(gate) * up, w_down)
-        ctx.recompute = recompute
-        ctx.save_for_backward(x, w_gate_up, w_down, *(() if recompute else (gate_up,)))
+        ctx.save_for_backward(x, w_gate_up, w_down, gate_up)
         return out
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        x, w_gate_up, w_down, *kept = ctx.saved_tensors
-        gate_up = F.linear(x, w_gate_up) if ctx.recompute else kept[0]
+        x, w_gate_up, w_down, gate_up = ctx.saved_tensors
         gate, up = gate_up.chunk(2, dim=-1)
         silu, dsilu = _silu_grad(gate)
         product = F.silu(gate) * up  # as in forward, bit for bit
@@ -65,12 +75,15 @@ class ChannelSwiGLUFunction(torch.autograd.Function):
         grad_w_down = flat_out.t() @ product.reshape(-1, product.shape[-1])
         grad_w_gate_up = flat_gu.t() @ x.reshape(-1, x.shape[-1])
         grad_x = F.linear(grad_gate_up, w_gate_up.t())
-        return grad_x, grad_w_gate_up, grad_w_down, None
+        return grad_x, grad_w_gate_up, grad_w_down
 
 
 def channel_swiglu(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, recompute: bool = False
                    ) -> torch.Tensor:
-    return ChannelSwiGLUFunction.apply(x, w_gate_up, w_down, recompute)
+    """The SwiGLU over the last axis of x; with ``recompute`` backward keeps only x and computes gate_up again."""
+    if recompute:
+        return recomputed(ChannelSwiGLUFunction.apply, x, w_gate_up, w_down)
+    return ChannelSwiGLUFunction.apply(x, w_gate_up, w_down)
 
 
 def token_swiglu(h: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, recompute: bool = True
@@ -96,9 +109,9 @@ def token_swiglu(h: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor,
 class FastSwiGLU(SwiGLU):
     """:class:`trm.layers.SwiGLU` (same parameters) through :class:`ChannelSwiGLUFunction`."""
 
-    def __init__(self, width: int, expansion: float, recompute: bool | None = None):
+    def __init__(self, width: int, expansion: float, recompute: bool = False):
         super().__init__(width, expansion)
-        self.recompute = CHANNEL_RECOMPUTE if recompute is None else recompute
+        self.recompute = recompute  # gate_up computed again in backward (model.recompute: swiglu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return channel_swiglu(x, self.gate_up_proj.weight.to(x.dtype), self.down_proj.weight.to(x.dtype),

@@ -253,6 +253,12 @@ class ModelConfig:
         metadata={"help": "faithful: the paper code's arithmetic exactly; fast: the same model with less saved for "
                           "backward and a float32 loss (docs/engine.md); auto: fast on CUDA, faithful elsewhere"})
 
+    recompute: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "none", "swiglu")),
+        metadata={"help": "fast path only: what backward computes again instead of keeping. auto: the MLP-mixer's "
+                          "token SwiGLU (its largest tensor, little extra work); none; swiglu: every SwiGLU's "
+                          "gate_up (least memory, more matmul work); docs/performance.md"})
+
     @puzzle_emb_dim.validator
     def _fits_the_prefix(self, _attribute: attrs.Attribute, value: int) -> None:
         # The vector is laid out over the P prefix slots of width D; checked here so that `trm recipe validate`

@@ -41,6 +41,9 @@ class BackboneShape:
     # True when the run uses the fast path (model.path, docs/engine.md): a backbone may then build a faster
     # implementation with the same parameters and forward arithmetic; ignoring it is always correct.
     fast: bool = False
+    # Fast path only (model.recompute, docs/recipes.md): "auto" (the backbone's cheap recomputations), "none", or
+    # "swiglu" (every SwiGLU's gate_up computed again in backward: less memory, more matmul work).
+    recompute: str = "auto"
 
 
 @runtime_checkable

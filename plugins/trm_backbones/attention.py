@@ -54,12 +54,13 @@ class SelfAttention(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    def __init__(self, hidden_size: int, options: AttentionOptions, fast: bool = False):
+    def __init__(self, hidden_size: int, options: AttentionOptions, fast: bool = False, recompute: str = "auto"):
         super().__init__()
         self.norm_eps = options.norm_eps
         self.self_attn = SelfAttention(hidden_size, options.num_heads)
         # The fast path's SwiGLU keeps less for backward (trm/kernels.py); same parameters, same forward.
-        self.mlp = (FastSwiGLU if fast else SwiGLU)(hidden_size, options.expansion)
+        self.mlp = (FastSwiGLU(hidden_size, options.expansion, recompute=recompute == "swiglu") if fast
+                    else SwiGLU(hidden_size, options.expansion))
 
     def forward(self, h: torch.Tensor, rotary: Rotary | None) -> torch.Tensor:
         h = rms_norm(h + self.self_attn(h, rotary), self.norm_eps)  # post-norm (docs/reference-code.md 10.1 item 2)
@@ -73,7 +74,7 @@ class AttentionBackbone(nn.Module):
         super().__init__()
         if shape.hidden_size % options.num_heads:
             raise ValueError(f"hidden_size {shape.hidden_size} is not divisible by num_heads {options.num_heads}")
-        self.layers = nn.ModuleList(AttentionBlock(shape.hidden_size, options, shape.fast)
+        self.layers = nn.ModuleList(AttentionBlock(shape.hidden_size, options, shape.fast, shape.recompute)
                                     for _ in range(options.layers))
         self.rotary = (Rotary(shape.hidden_size // options.num_heads, shape.seq_len, options.rope_theta)
                        if options.positions == "rope" else None)

@@ -51,16 +51,23 @@ class FastTokenSwiGLU(TokenSwiGLU):
     where every matmul is aligned; backward recomputes ``gate_up`` instead of keeping the block's largest tensor
     ([B, 2 * inner, D]); trm/kernels.py ``token_swiglu``."""
 
+    def __init__(self, seq_len: int, expansion: float, recompute: bool = True):
+        super().__init__(seq_len, expansion)
+        self.recompute = recompute
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return token_swiglu(h, self.gate_up_proj.weight.to(h.dtype), self.down_proj.weight.to(h.dtype))
+        return token_swiglu(h, self.gate_up_proj.weight.to(h.dtype), self.down_proj.weight.to(h.dtype), self.recompute)
 
 
 class MixerBlock(nn.Module):
     def __init__(self, shape: BackboneShape, options: MixerOptions):
         super().__init__()
         self.norm_eps = options.norm_eps
-        self.mlp_t = (FastTokenSwiGLU if shape.fast else TokenSwiGLU)(shape.seq_len, options.expansion)
-        self.mlp = (FastSwiGLU if shape.fast else SwiGLU)(shape.hidden_size, options.expansion)
+        if shape.fast:
+            self.mlp_t = FastTokenSwiGLU(shape.seq_len, options.expansion, recompute=shape.recompute != "none")
+            self.mlp = FastSwiGLU(shape.hidden_size, options.expansion, recompute=shape.recompute == "swiglu")
+        else:
+            self.mlp_t, self.mlp = TokenSwiGLU(shape.seq_len, options.expansion), SwiGLU(shape.hidden_size, options.expansion)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         h = rms_norm(h + self.mlp_t(h), self.norm_eps, dim=1)  # over S, per channel (docs/reference-code.md 10.1 item 3)

@@ -25,12 +25,17 @@ import click
                    "speedup and the memory ratio (--out: one object per configuration).")
 @click.option("--path", "path", type=click.Choice(["auto", "fast", "faithful"]), default="auto", show_default=True,
               help="Engine path without --compare (auto: fast on CUDA, faithful elsewhere; docs/engine.md).")
+@click.option("--recompute", "recompute", multiple=True, type=click.Choice(["auto", "none", "swiglu"]),
+              help="The fast path's model.recompute (what backward computes again instead of keeping); repeat to "
+                   "time several, each against one faithful measurement with --compare. Default: auto.")
 def bench(names: tuple[str, ...], tiny: bool, device: str | None, steps: int, warmup: int, compile_model: bool | None,
-          batch_size: int | None, out: Path | None, profile_dir: Path | None, compare: bool, path: str) -> None:
+          batch_size: int | None, out: Path | None, profile_dir: Path | None, compare: bool, path: str,
+          recompute: tuple[str, ...]) -> None:
     """Benchmark training steps: forward through one ACT step, loss, backward, sign-SGD and
     dense optimizer steps, metrics synced to the host. Batches: 768 (Sudoku), 192 (ARC/Maze;
     ARC with an 876,406-row puzzle table). Prints ms/step, samples/s, peak memory, TFLOP/s."""
     from trm.bench import run_bench
 
     run_bench(names=names, tiny=tiny, device=device, steps=steps, warmup=warmup, compile_model=compile_model,
-              batch_size=batch_size, out=out, profile_dir=profile_dir, echo=click.echo, compare=compare, path=path)
+              batch_size=batch_size, out=out, profile_dir=profile_dir, echo=click.echo, compare=compare, path=path,
+              recompute=recompute or ("auto",))
