@@ -277,14 +277,16 @@ def test_the_compiled_model_keeps_static_shapes_from_training_to_evaluation():
         return graph_module.forward
 
     torch._dynamo.reset()
-    model, split = tiny_model(max_steps=3), tiny_split(10)
-    compiled = compiled_for(model, "on", torch.device("cpu"), backend=recording)
-    batch = {"inputs": torch.as_tensor(split.inputs[:6]).long(), "labels": torch.as_tensor(split.labels[:6]).long(),
-             "puzzle_identifiers": torch.as_tensor(split.puzzle_identifiers[:6]).long()}
-    model.train()
-    carry = model.initial_carry(batch)
-    compiled(carry, batch)  # a training-shaped call, with gradients
-    model.eval()
-    run(compiled, split, batch=8)  # the evaluation batch: another shape
+    try:
+        model, split = tiny_model(max_steps=3), tiny_split(10)
+        compiled = compiled_for(model, "on", torch.device("cpu"), backend=recording)
+        batch = {"inputs": torch.as_tensor(split.inputs[:6]).long(), "labels": torch.as_tensor(split.labels[:6]).long(),
+                 "puzzle_identifiers": torch.as_tensor(split.puzzle_identifiers[:6]).long()}
+        model.train()
+        carry = model.initial_carry(batch)
+        compiled(carry, batch)  # a training-shaped call, with gradients
+        model.eval()
+        run(compiled, split, batch=8)  # the evaluation batch: another shape
+    finally:
+        torch._dynamo.reset()
     assert len(graphs) >= 2 and all(kind == "static" for graph in graphs for kind in graph), graphs
-    torch._dynamo.reset()

@@ -55,6 +55,8 @@ def test_flop_counts_match_the_reference_estimates(config, tflop):
     ({"batch_size": 0}, "--batch-size 0: expected an integer >= 1"),
     ({"device": "gpu"}, "--device 'gpu': not a device"),
     ({"profile_dir": "/proc/x/prof"}, "--profile /proc/x/prof: cannot create the directory"),
+    ({"recompute": ("sometimes",)}, "--recompute sometimes: expected one of auto, none, swiglu"),
+    ({"recompute": "swiglu", "path": "faithful"}, "--recompute swiglu: it sets the fast path, and --path faithful"),
 ])
 def test_mistakes_fail_before_any_benchmark_runs(kwargs, message, monkeypatch):
     from trm import bench as bench_module
@@ -100,3 +102,18 @@ def test_compare_times_both_paths_and_reports_their_ratios(tmp_path):
     assert rows[0]["config"] == "sudoku-mlp-tiny"
     assert {p.name for p in (tmp_path / "prof").iterdir()} == {"profile_sudoku-mlp-tiny-faithful.txt",
                                                                "profile_sudoku-mlp-tiny-fast.txt"}
+
+
+def test_compare_times_each_recompute_setting_against_one_faithful_run(tmp_path):
+    import json
+
+    out, lines = tmp_path / "compare.json", []
+    run_bench(names=("sudoku-mlp",), tiny=True, steps=1, warmup=0, compare=True, out=out,
+              recompute=("none", "swiglu", "none"), echo=lines.append)
+    rows = json.loads(out.read_text())["results"]
+    assert [r["recompute"] for r in rows] == ["none", "swiglu"] and [r["fast"]["recompute"] for r in rows] == ["none", "swiglu"]
+    assert rows[0]["faithful"] == rows[1]["faithful"], "one faithful measurement for both settings"
+    assert sum("(faithful)" in line for line in lines) == 1
+    assert any("recompute=swiglu" in line for line in lines)
+    table = lines[-2]
+    assert "recompute" in table.splitlines()[0] and "swiglu" in table.splitlines()[-1]

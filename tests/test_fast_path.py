@@ -48,6 +48,9 @@ def test_fast_path_equals_the_faithful_path(backbone, recompute):
     fast.load_state_dict(faithful.state_dict())
     assert not faithful.fast_path and fast.fast_path
     assert type(fast.backbone.layers[0].mlp).__name__ == "FastSwiGLU"
+    assert fast.backbone.layers[0].mlp.recompute == (recompute == "swiglu")
+    if backbone == "mlp_mixer":
+        assert fast.backbone.layers[0].mlp_t.recompute == (recompute != "none")
     a = one_step(faithful, batch, token_loss_name("stablemax", False))
     b = one_step(fast, batch, token_loss_name("stablemax", True))
     # The attention path's forward arithmetic is the faithful one; the mixer's token SwiGLU sums in another order
@@ -139,3 +142,40 @@ def test_recompute_keeps_less_under_compilation(backbone):
     else:  # attention has no token SwiGLU: auto keeps what none keeps
         assert kept["auto"] == kept["none"], kept
     assert kept["swiglu"] < 0.8 * kept["auto"], kept
+
+
+def test_eager_recompute_costs_exactly_one_more_matmul():
+    # Eagerly a checkpoint region would also run the down projection again; the function recomputes gate_up alone.
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from trm.kernels import channel_swiglu
+
+    class CountMatmuls(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.count += func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default)
+            return func(*args, **(kwargs or {}))
+
+    counts = {}
+    for recompute in (False, True):
+        x = torch.randn(3, 5, 8, requires_grad=True)
+        w1, w2 = torch.randn(12, 8, requires_grad=True), torch.randn(8, 6, requires_grad=True)
+        out = channel_swiglu(x, w1, w2, recompute)
+        with CountMatmuls() as counter:
+            out.sum().backward()
+        counts[recompute] = counter.count
+    assert counts[True] == counts[False] + 1, counts
+
+
+def test_the_recipe_offers_the_recompute_choices_backbones_accept():
+    import attrs as attrs_module
+
+    from trm.types import RECOMPUTE_CHOICES, BackboneShape
+
+    field = attrs_module.fields(ModelConfig).recompute
+    assert tuple(field.validator.options) == RECOMPUTE_CHOICES
+    with pytest.raises(ValueError):
+        BackboneShape(8, 4, 1, recompute="sometimes")

@@ -26,7 +26,7 @@ import torch
 
 from trm.build import assemble, uses_fast_path
 from trm.errors import UserError
-from trm.kernels import RECOMPUTE_CHOICES
+from trm.types import RECOMPUTE_CHOICES
 from trm.losses import act_loss, token_loss_name
 from trm.optim import build_optimizers
 from trm.recipe import ModelConfig, OptimConfig
@@ -249,7 +249,7 @@ def format_compare_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         gib = lambda v: f"{v:.1f}" if v is not None else "-"  # noqa: E731
         ratio = f"{r['memory_ratio']:.2f}x" if r["memory_ratio"] is not None else "-"
-        lines.append(f"{r['config']:<16} {r['recompute'] or '-':>9} {r['batch_size']:>5} "
+        lines.append(f"{r['config']:<16} {r.get('recompute') or '-':>9} {r['batch_size']:>5} "
                      f"{r['faithful_ms']:>9.1f} ({r['faithful_ms_min']:>6.1f}) {r['fast_ms']:>7.1f} ({r['fast_ms_min']:>5.1f}) "
                      f"{r['speedup']:>7.2f}x {r['faithful_samples_per_s']:>18,.0f} {r['fast_samples_per_s']:>8,.0f} "
                      f"{gib(r['faithful_peak_gib']):>17} {gib(r['fast_peak_gib']):>6} {ratio:>7}")
@@ -293,7 +293,7 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
     if unknown:
         raise UserError(f"unknown benchmark config(s) {', '.join(unknown)}; choose from {', '.join(by_name)}")
     configs = [by_name[n] for n in names] if names else chosen
-    recompute = tuple(dict.fromkeys(recompute)) or ("auto",)
+    recompute = tuple(dict.fromkeys((recompute,) if isinstance(recompute, str) else recompute)) or ("auto",)
     wrong = [r for r in recompute if r not in RECOMPUTE_CHOICES]
     if wrong:
         raise UserError(f"--recompute {wrong[0]}: expected one of {', '.join(RECOMPUTE_CHOICES)}")
@@ -311,6 +311,10 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
     if batch_size is not None:
         configs = [attrs.evolve(c, batch_size=batch_size) for c in configs]
     target = resolve_device(device)
+    if not compare and not uses_fast_path(path, target) and recompute != ("auto",):
+        chosen = next(r for r in recompute if r != "auto")
+        raise UserError(f"--recompute {chosen}: it sets the fast path, and --path {path} runs the faithful one "
+                        f"here; add --path fast or --compare")
     compile_model = target.type == "cuda" if compile_model is None else compile_model
     rows = []
     for config in configs:
@@ -331,7 +335,8 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
             rows.append(bench_one(config, device=target, steps=steps, warmup=warmup, compile_model=compile_model,
                                   profile_dir=profile_dir, fast=fast, recompute=setting))
             release(target)
-            echo(f"{config.name} ({rows[-1]['path']}): {rows[-1]['ms_per_step']:.1f} ms/step")
+            shown = f"{rows[-1]['path']}, recompute={setting}" if fast else rows[-1]["path"]
+            echo(f"{config.name} ({shown}): {rows[-1]['ms_per_step']:.1f} ms/step")
     echo(format_compare_table(rows) if compare else format_table(rows))
     if out is not None:
         Path(out).write_text(json.dumps({"environment": environment(target), "results": rows}, indent=2))

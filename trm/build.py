@@ -196,12 +196,14 @@ def checkpoint_dims(parts: dict[str, Any], recipe: Recipe) -> TaskDims:
     return TaskDims(weights["embed_tokens.weight"].shape[0], known.seq_len, table.shape[0] if table is not None else 1)
 
 
-# Graphs one compiled model may hold: (training, evaluation) x the depth-curriculum phases x the batch shapes, with
-# room to spare; past torch's default of 8 the model would silently run eagerly.
+# Graphs torch keeps per compiled code object (so per model class): (training, evaluation) x the depth-curriculum
+# phases x the batch shapes, with room to spare; past torch's default of 8 the model would run eagerly (with only a
+# logged warning).
 RECOMPILE_LIMIT = 32
 
 
-def compiled_for(model: torch.nn.Module, setting: str, device: torch.device, *, backend: str = "inductor") -> Any:
+def compiled_for(model: torch.nn.Module, setting: str, device: torch.device, *,
+                 backend: str | Callable[..., Any] = "inductor") -> Any:
     """``model`` under torch.compile when ``train.compile`` says so (auto: on CUDA only), else ``model`` itself.
 
     Training and ``trm eval`` both call the model through this, so an evaluation of a checkpoint runs the same
@@ -213,7 +215,8 @@ def compiled_for(model: torch.nn.Module, setting: str, device: torch.device, *, 
     """
     if setting == "on" or (setting == "auto" and device.type == "cuda"):
         config = torch._dynamo.config
-        config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.7
+        setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
         return torch.compile(model, dynamic=False, backend=backend)
     return model
 

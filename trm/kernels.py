@@ -9,15 +9,16 @@ same dtypes); what changes is what is kept between forward and backward:
   batch;
 * :class:`ChannelSwiGLUFunction` keeps the input and ``gate_up`` and recomputes the product in backward
   (elementwise, memory-bound, cheap);
-* with ``recompute`` the whole SwiGLU runs in a :func:`recomputed` region: only its input is kept and backward
-  computes ``gate_up`` again (one more matmul). The MLP-mixer's token SwiGLU (:func:`token_swiglu`) does so unless
+* with ``recompute`` only the input is kept and backward computes ``gate_up`` again (one more matmul): compiled,
+  the SwiGLU runs in a :func:`recomputed` region; eagerly, the function itself recomputes. The MLP-mixer's token SwiGLU (:func:`token_swiglu`) does so unless
   ``model.recompute: none`` (its matmuls are a quarter of the mixer's work and its ``gate_up`` [B, 2I, D] is the
   step's largest tensor), every SwiGLU with ``model.recompute: swiglu``.
 
 Why a checkpoint region and not a recomputing autograd.Function: under torch.compile the Function's forward and
 backward are traced into one graph, common-subexpression elimination merges the backward's ``gate_up`` matmul with
 the forward's, and the partitioner then keeps the result after all (docs/performance.md, "Memory"). The partitioner
-honours checkpoint regions, and eagerly they behave the same.
+honours checkpoint regions, and drops the region's down-projection, which backward does not need. Eagerly a region
+would run that matmul again too, so there the function's own recomputation (exactly one matmul) is used.
 
 Gradients are the faithful ones up to the rounding of recomputed bf16 values, which are bit-identical to the
 forward's (same kernels, same inputs), so in practice the gradients are equal.
@@ -32,9 +33,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from trm.layers import SwiGLU
-
-# model.recompute's values (docs/recipes.md): what the fast path recomputes in backward instead of keeping.
-RECOMPUTE_CHOICES = ("auto", "none", "swiglu")
+from trm.types import RECOMPUTE_CHOICES  # noqa: F401 - re-exported for the fast path's users
 
 
 def recomputed(fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
@@ -52,20 +51,23 @@ def _silu_grad(gate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class ChannelSwiGLUFunction(torch.autograd.Function):
-    """``down(silu(gate) * up)`` over the last axis, ``gate_up = x @ W1^T``; keeps x and gate_up, recomputes the
-    product in backward."""
+    """``down(silu(gate) * up)`` over the last axis, ``gate_up = x @ W1^T``; keeps x and gate_up and recomputes the
+    product in backward, or with ``recompute`` keeps only x and recomputes gate_up too (eagerly: under
+    torch.compile the two gate_up matmuls are merged and the result kept, see the module docstring)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, recompute: bool) -> torch.Tensor:
         gate_up = F.linear(x, w_gate_up)
         gate, up = gate_up.chunk(2, dim=-1)
         out = F.linear(F.silu(gate) * up, w_down)
-        ctx.save_for_backward(x, w_gate_up, w_down, gate_up)
+        ctx.recompute = recompute
+        ctx.save_for_backward(x, w_gate_up, w_down, *(() if recompute else (gate_up,)))
         return out
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        x, w_gate_up, w_down, gate_up = ctx.saved_tensors
+        x, w_gate_up, w_down, *kept = ctx.saved_tensors
+        gate_up = F.linear(x, w_gate_up) if ctx.recompute else kept[0]
         gate, up = gate_up.chunk(2, dim=-1)
         silu, dsilu = _silu_grad(gate)
         product = F.silu(gate) * up  # as in forward, bit for bit
@@ -75,15 +77,15 @@ class ChannelSwiGLUFunction(torch.autograd.Function):
         grad_w_down = flat_out.t() @ product.reshape(-1, product.shape[-1])
         grad_w_gate_up = flat_gu.t() @ x.reshape(-1, x.shape[-1])
         grad_x = F.linear(grad_gate_up, w_gate_up.t())
-        return grad_x, grad_w_gate_up, grad_w_down
+        return grad_x, grad_w_gate_up, grad_w_down, None
 
 
 def channel_swiglu(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, recompute: bool = False
                    ) -> torch.Tensor:
     """The SwiGLU over the last axis of x; with ``recompute`` backward keeps only x and computes gate_up again."""
-    if recompute:
-        return recomputed(ChannelSwiGLUFunction.apply, x, w_gate_up, w_down)
-    return ChannelSwiGLUFunction.apply(x, w_gate_up, w_down)
+    if recompute and torch.compiler.is_compiling():
+        return recomputed(ChannelSwiGLUFunction.apply, x, w_gate_up, w_down, False)
+    return ChannelSwiGLUFunction.apply(x, w_gate_up, w_down, recompute)
 
 
 def token_swiglu(h: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, recompute: bool = True

@@ -254,7 +254,7 @@ class ModelConfig:
                           "backward and a float32 loss (docs/engine.md); auto: fast on CUDA, faithful elsewhere"})
 
     recompute: str = attrs.field(
-        default="auto", validator=attrs.validators.in_(("auto", "none", "swiglu")),
+        default="auto", validator=attrs.validators.in_(("auto", "none", "swiglu")),  # = trm.types.RECOMPUTE_CHOICES
         metadata={"help": "fast path only: what backward computes again instead of keeping. auto: the MLP-mixer's "
                           "token SwiGLU (its largest tensor, little extra work); none; swiglu: every SwiGLU's "
                           "gate_up (least memory, more matmul work); docs/performance.md"})

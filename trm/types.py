@@ -31,6 +31,10 @@ class NoOptions:
 # --------------------------------------------------------------------------------------------------------------
 
 
+# model.recompute's values (docs/recipes.md): what the fast path computes again in backward instead of keeping.
+RECOMPUTE_CHOICES = ("auto", "none", "swiglu")
+
+
 @attrs.frozen
 class BackboneShape:
     """What the engine tells a backbone about the tensors it will see."""
@@ -43,7 +47,7 @@ class BackboneShape:
     fast: bool = False
     # Fast path only (model.recompute, docs/recipes.md): "auto" (the backbone's cheap recomputations), "none", or
     # "swiglu" (every SwiGLU's gate_up computed again in backward: less memory, more matmul work).
-    recompute: str = "auto"
+    recompute: str = attrs.field(default="auto", validator=attrs.validators.in_(RECOMPUTE_CHOICES))
 
 
 @runtime_checkable

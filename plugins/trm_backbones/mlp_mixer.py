@@ -48,8 +48,8 @@ class TokenSwiGLU(nn.Module):
 
 class FastTokenSwiGLU(TokenSwiGLU):
     """The fast path's token SwiGLU: same parameters and result, computed in the transposed, zero-padded layout
-    where every matmul is aligned; backward recomputes ``gate_up`` instead of keeping the block's largest tensor
-    ([B, 2 * inner, D]); trm/kernels.py ``token_swiglu``."""
+    where every matmul is aligned; unless ``recompute`` is off (``model.recompute: none``), backward recomputes
+    ``gate_up`` instead of keeping the block's largest tensor ([B, 2 * inner, D]); trm/kernels.py ``token_swiglu``."""
 
     def __init__(self, seq_len: int, expansion: float, recompute: bool = True):
         super().__init__(seq_len, expansion)
