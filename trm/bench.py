@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import torch
 
-from trm.build import assemble, uses_fast_path
+from trm.build import assemble, compiled_for, uses_fast_path
 from trm.errors import UserError
 from trm.types import RECOMPUTE_CHOICES
 from trm.losses import act_loss, token_loss_name
@@ -127,7 +127,7 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
     model.train()
     loss_type = token_loss_name("stablemax", fast)
     dense, sparse = build_optimizers(model, PAPER_OPTIM)
-    step_model = torch.compile(model) if compile_model else model
+    step_model = compiled_for(model, "on", device) if compile_model else model
     generator = torch.Generator().manual_seed(0)
     batches = [random_batch(config, device, generator) for _ in range(4)]
     carry = model.initial_carry(batches[0])

@@ -10,9 +10,9 @@ same dtypes); what changes is what is kept between forward and backward:
 * :class:`ChannelSwiGLUFunction` keeps the input and ``gate_up`` and recomputes the product in backward
   (elementwise, memory-bound, cheap);
 * with ``recompute`` only the input is kept and backward computes ``gate_up`` again (one more matmul): compiled,
-  the SwiGLU runs in a :func:`recomputed` region; eagerly, the function itself recomputes. The MLP-mixer's token SwiGLU (:func:`token_swiglu`) does so unless
-  ``model.recompute: none`` (its matmuls are a quarter of the mixer's work and its ``gate_up`` [B, 2I, D] is the
-  step's largest tensor), every SwiGLU with ``model.recompute: swiglu``.
+  the SwiGLU runs in a :func:`recomputed` region; eagerly, the function itself recomputes. The MLP-mixer's token
+  SwiGLU (:func:`token_swiglu`) does so unless ``model.recompute: none`` (its matmuls are a quarter of the mixer's
+  work and its ``gate_up`` [B, 2I, D] is the step's largest tensor), every SwiGLU with ``model.recompute: swiglu``.
 
 Why a checkpoint region and not a recomputing autograd.Function: under torch.compile the Function's forward and
 backward are traced into one graph, common-subexpression elimination merges the backward's ``gate_up`` matmul with
@@ -33,7 +33,6 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from trm.layers import SwiGLU
-from trm.types import RECOMPUTE_CHOICES  # noqa: F401 - re-exported for the fast path's users
 
 
 def recomputed(fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:

@@ -128,13 +128,14 @@ class Trainer:
     def _set_lr(self) -> float:
         optim = self.recipe.optim
         lr = 0.0
+
+        def scheduled(rate: float) -> float:
+            return lr_at(self.step + 1, rate, warmup_steps=optim.warmup_steps, total_steps=self.total_steps,
+                         schedule=optim.schedule, min_ratio=optim.lr_min_ratio)
+
         for optimizer, base in ((self.dense_opt, optim.lr), (self.sparse_opt, optim.puzzle_emb_lr)):
             if optimizer is None:
                 continue
-            def scheduled(rate: float) -> float:
-                return lr_at(self.step + 1, rate, warmup_steps=optim.warmup_steps, total_steps=self.total_steps,
-                             schedule=optim.schedule, min_ratio=optim.lr_min_ratio)
-
             value = scheduled(base)
             for group in optimizer.param_groups:
                 # A group with its own base rate (trm/optim.py's Muon groups) follows the same schedule scaled to

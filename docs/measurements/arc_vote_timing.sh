@@ -14,14 +14,7 @@ steps=${STEPS:-300}
 mkdir -p "$work"
 times="$work/times.txt"
 : > "$times"
-step() {
-    local name=$1 begin end
-    shift
-    begin=$(date +%s.%N)
-    "$@" > "$work/$name.log" 2>&1 || { echo "$name failed; see $work/$name.log" >&2; exit 1; }
-    end=$(date +%s.%N)
-    echo "$name $(awk -v a="$begin" -v b="$end" 'BEGIN { printf "%.1f", b - a }') s" | tee -a "$times"
-}
+. "$(dirname "$0")/timed_step.sh"
 store="$work/arc2-aug-$num_aug.zarr"
 [ -d "$store" ] || step store trm augment arc --source "$src" --out "$store" \
     'subsets=[training2,evaluation2,concept]' test_subset=evaluation2 "num_aug=$num_aug"

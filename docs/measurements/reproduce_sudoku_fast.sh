@@ -14,14 +14,7 @@ work=${3:-sudoku-fast-seed$seed}
 mkdir -p "$work"
 times="$work/times.txt"
 : > "$times"
-step() {  # step NAME COMMAND...: run it, log its output and its wall-clock seconds
-    local name=$1 begin end
-    shift
-    begin=$(date +%s.%N)
-    "$@" > "$work/$name.log" 2>&1 || { echo "$name failed; see $work/$name.log" >&2; exit 1; }
-    end=$(date +%s.%N)
-    echo "$name $(awk -v a="$begin" -v b="$end" 'BEGIN { printf "%.1f", b - a }') s" | tee -a "$times"
-}
+. "$(dirname "$0")/timed_step.sh"
 store="$work/sudoku-extreme.zarr"
 [ -d "$store" ] || step store trm augment sudoku --source "$data/train_1k.csv" --out "$store" \
     test_file=test_rebuilt.csv subsample_size=1000 "num_aug=${NUM_AUG:-1000}"

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from trm.types import RECOMPUTE_CHOICES
+
 
 @click.command("bench")
 @click.option("--config", "names", multiple=True, metavar="NAME",
@@ -25,7 +27,7 @@ import click
                    "speedup and the memory ratio (--out: one object per configuration).")
 @click.option("--path", "path", type=click.Choice(["auto", "fast", "faithful"]), default="auto", show_default=True,
               help="Engine path without --compare (auto: fast on CUDA, faithful elsewhere; docs/engine.md).")
-@click.option("--recompute", "recompute", multiple=True, type=click.Choice(["auto", "none", "swiglu"]),
+@click.option("--recompute", "recompute", multiple=True, type=click.Choice(RECOMPUTE_CHOICES),
               help="The fast path's model.recompute (what backward computes again instead of keeping); repeat to "
                    "time several, each against one faithful measurement with --compare. Default: auto.")
 def bench(names: tuple[str, ...], tiny: bool, device: str | None, steps: int, warmup: int, compile_model: bool | None,
@@ -38,4 +40,4 @@ def bench(names: tuple[str, ...], tiny: bool, device: str | None, steps: int, wa
 
     run_bench(names=names, tiny=tiny, device=device, steps=steps, warmup=warmup, compile_model=compile_model,
               batch_size=batch_size, out=out, profile_dir=profile_dir, echo=click.echo, compare=compare, path=path,
-              recompute=recompute or ("auto",))
+              recompute=recompute)
