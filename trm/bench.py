@@ -4,7 +4,10 @@ One timed step is what the reference's training loop does per batch (PERFORMANCE
 through the (compiled) engine, the loss, backward of loss / batch, the sparse sign-SGD step on the puzzle table,
 the dense optimizer step, and the metrics copied to the host (one synchronisation). The carry persists across
 steps as in training, and every batch holds random tokens (never zeros). After ``warmup`` steps (compilation
-happens there) each of ``steps`` steps is timed after its host synchronisation; the median is reported.
+happens there) each of ``steps`` steps is timed after its host synchronisation; the median is reported. On CUDA
+the peak memory is the timed steps' (the peak statistics are reset after warm-up, whose compilation allocates too),
+and ``held_for_backward_gib`` is what the allocator holds between a step's start and its backward: the tensors
+forward keeps for backward plus the outputs, the part of the peak that ``model.recompute`` changes.
 
 FLOPs per step are counted once with ``torch.utils.flop_counter`` on the meta device (matmuls and attention, forward
 of all T(n+1) calls plus backward of the last n+1), so the estimate follows the model actually built rather than a
@@ -132,10 +135,15 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
     batches = [random_batch(config, device, generator) for _ in range(4)]
     carry = model.initial_carry(batches[0])
 
+    held = []  # bytes allocated between the step's start and its backward: what forward keeps for backward
+
     def train_step(index: int) -> list[float]:
         nonlocal carry
+        before = torch.cuda.memory_allocated(device) if cuda else 0
         carry, outputs = step_model(carry, batches[index % len(batches)])
         loss, metrics = act_loss(outputs, model.halting, loss_type=loss_type)
+        if cuda:  # the allocator's own count, read on the host: no synchronisation
+            held.append(torch.cuda.memory_allocated(device) - before)
         (loss / config.batch_size).backward()
         if sparse is not None:
             sparse.step()
@@ -150,6 +158,13 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
     for index in range(warmup):
         train_step(index)
     warmup_s = time.perf_counter() - started
+    # The peak is the steady training step's: compilation and autotuning during warm-up allocate too.
+    peak_warmup = None
+    if cuda:
+        torch.cuda.synchronize(device)
+        peak_warmup = torch.cuda.max_memory_allocated(device) / 2**30
+        torch.cuda.reset_peak_memory_stats(device)
+    held.clear()
     times = []
     for index in range(warmup, warmup + steps):
         begin = time.perf_counter()
@@ -171,7 +186,9 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
         "dense_parameters": parameters,
         "ms_per_step": median * 1e3, "ms_mean": statistics.fmean(times) * 1e3, "ms_min": min(times) * 1e3, "ms_max": max(times) * 1e3,
         "samples_per_s": config.batch_size / median,
-        "peak_memory_gib": peak,
+        "peak_memory_gib": peak,  # over the timed steps (with warmup 0, the first step's compilation too)
+        "peak_with_warmup_gib": max(peak, peak_warmup) if cuda else None,
+        "held_for_backward_gib": max(held) / 2**30 if held else None,
         "tflop_per_step": flops / 1e12, "tflop_per_s": flops / median / 1e12,
         "warmup_s": warmup_s, "steps": steps, "warmup": warmup, "compiled": compile_model,
         "dtype": str(dtype).split(".")[-1], "path": "fast" if fast else "faithful",
@@ -238,13 +255,16 @@ def compare_row(faithful: dict[str, Any], fast: dict[str, Any]) -> dict[str, Any
         "faithful_samples_per_s": faithful["samples_per_s"], "fast_samples_per_s": fast["samples_per_s"],
         "speedup": faithful["ms_per_step"] / fast["ms_per_step"],
         "faithful_peak_gib": faithful["peak_memory_gib"], "fast_peak_gib": fast["peak_memory_gib"],
-        "memory_ratio": memory_ratio, "faithful": faithful, "fast": fast,
+        "memory_ratio": memory_ratio,
+        "faithful_held_gib": faithful["held_for_backward_gib"], "fast_held_gib": fast["held_for_backward_gib"],
+        "faithful": faithful, "fast": fast,
     }
 
 
 def format_compare_table(rows: list[dict[str, Any]]) -> str:
     header = (f"{'config':<16} {'recompute':>9} {'batch':>5} {'faithful ms (min)':>18} {'fast ms (min)':>15} {'speedup':>8} "
-              f"{'samples/s faithful':>18} {'fast':>8} {'peak GiB faithful':>17} {'fast':>6} {'memory':>7}")
+              f"{'samples/s faithful':>18} {'fast':>8} {'peak GiB faithful':>17} {'fast':>6} {'memory':>7} "
+              f"{'held GiB faithful':>17} {'fast':>6}")
     lines = [header, "-" * len(header)]
     for r in rows:
         gib = lambda v: f"{v:.1f}" if v is not None else "-"  # noqa: E731
@@ -252,7 +272,8 @@ def format_compare_table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"{r['config']:<16} {r.get('recompute') or '-':>9} {r['batch_size']:>5} "
                      f"{r['faithful_ms']:>9.1f} ({r['faithful_ms_min']:>6.1f}) {r['fast_ms']:>7.1f} ({r['fast_ms_min']:>5.1f}) "
                      f"{r['speedup']:>7.2f}x {r['faithful_samples_per_s']:>18,.0f} {r['fast_samples_per_s']:>8,.0f} "
-                     f"{gib(r['faithful_peak_gib']):>17} {gib(r['fast_peak_gib']):>6} {ratio:>7}")
+                     f"{gib(r['faithful_peak_gib']):>17} {gib(r['fast_peak_gib']):>6} {ratio:>7} "
+                     f"{gib(r['faithful_held_gib']):>17} {gib(r['fast_held_gib']):>6}")
     return "\n".join(lines)
 
 

@@ -17,8 +17,10 @@ same dtypes); what changes is what is kept between forward and backward:
 Why a checkpoint region and not a recomputing autograd.Function: under torch.compile the Function's forward and
 backward are traced into one graph, common-subexpression elimination merges the backward's ``gate_up`` matmul with
 the forward's, and the partitioner then keeps the result after all (docs/performance.md, "Memory"). The partitioner
-honours checkpoint regions, and drops the region's down-projection, which backward does not need. Eagerly a region
-would run that matmul again too, so there the function's own recomputation (exactly one matmul) is used.
+honours checkpoint regions, and drops the region's down-projection, which backward does not need. The region holds
+plain operations, not the Function: with the Function inside, torch 2.11 on an H200 kept ``gate_up`` all the same
+(torch 2.13 on the CPU did not). Eagerly a region would run the down-projection again too, so there the function's
+own recomputation (exactly one matmul) is used.
 
 Gradients are the faithful ones up to the rounding of recomputed bf16 values, which are bit-identical to the
 forward's (same kernels, same inputs), so in practice the gradients are equal.
@@ -79,11 +81,19 @@ class ChannelSwiGLUFunction(torch.autograd.Function):
         return grad_x, grad_w_gate_up, grad_w_down, None
 
 
+def _plain_swiglu(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
+    """The faithful SwiGLU's operations, for a compiled recomputation region (the compiler derives backward)."""
+    gate, up = F.linear(x, w_gate_up).chunk(2, dim=-1)
+    return F.linear(F.silu(gate) * up, w_down)
+
+
 def channel_swiglu(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, recompute: bool = False
                    ) -> torch.Tensor:
     """The SwiGLU over the last axis of x; with ``recompute`` backward keeps only x and computes gate_up again."""
     if recompute and torch.compiler.is_compiling():
-        return recomputed(ChannelSwiGLUFunction.apply, x, w_gate_up, w_down, False)
+        # Plain operations in the region: torch 2.11 kept gate_up when the region held the autograd.Function.
+        # The Function computes the same forward, so compiled and eager results agree.
+        return recomputed(_plain_swiglu, x, w_gate_up, w_down)
     return ChannelSwiGLUFunction.apply(x, w_gate_up, w_down, recompute)
 
 
