@@ -24,7 +24,8 @@ from trm.types import RECOMPUTE_CHOICES
               help="Also profile 3 steps per configuration; write DIR/profile_<config>-<path>.txt (kernels by device time).")
 @click.option("--compare", is_flag=True,
               help="Time the faithful and the fast path of each configuration in this process; print both, the "
-                   "speedup and the memory ratio (--out: one object per configuration).")
+                   "speedup, the memory ratio and the memory each holds for backward (--out: one object per "
+                   "configuration).")
 @click.option("--path", "path", type=click.Choice(["auto", "fast", "faithful"]), default="auto", show_default=True,
               help="Engine path without --compare (auto: fast on CUDA, faithful elsewhere; docs/engine.md).")
 @click.option("--recompute", "recompute", multiple=True, type=click.Choice(RECOMPUTE_CHOICES),
