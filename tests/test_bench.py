@@ -68,7 +68,7 @@ def test_mistakes_fail_before_any_benchmark_runs(kwargs, message, monkeypatch):
 
 
 def test_cuda_without_cuda_is_one_line(monkeypatch):
-    from trm.bench import resolve_device
+    from trm.devices import resolve_device
     from trm.errors import UserError
 
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)

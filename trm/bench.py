@@ -28,6 +28,7 @@ import attrs
 import torch
 
 from trm.build import assemble, compiled_for, uses_fast_path
+from trm.devices import resolve_device
 from trm.errors import UserError
 from trm.types import RECOMPUTE_CHOICES
 from trm.losses import act_loss, token_loss_name
@@ -275,26 +276,6 @@ def format_compare_table(rows: list[dict[str, Any]]) -> str:
                      f"{gib(r['faithful_peak_gib']):>17} {gib(r['fast_peak_gib']):>6} {ratio:>7} "
                      f"{gib(r['faithful_held_gib']):>17} {gib(r['fast_held_gib']):>6}")
     return "\n".join(lines)
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``device`` parsed and checked to exist (cuda when available, else cpu, if None); :class:`UserError` if not."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        target = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise UserError(f"--device {device!r}: not a device; expected e.g. cpu, cuda or cuda:1") from None
-    if target.type == "cuda":
-        # is_available() is False both on a machine without a GPU and on a torch built without CUDA.
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {device}: CUDA is not available to this torch ({torch.__version__}); "
-                            "use --device cpu")
-        if target.index is not None and target.index >= torch.cuda.device_count():
-            raise UserError(f"--device {device}: no such GPU; this machine has {torch.cuda.device_count()}")
-    elif target.type != "cpu":
-        raise UserError(f"--device {device}: trm bench runs on cpu or cuda only")
-    return target
 
 
 def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | None = None, steps: int = 30,
