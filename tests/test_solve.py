@@ -210,6 +210,18 @@ def test_trm_solve_refuses_a_bad_puzzle_in_one_line_with_exit_2(tiny_sudoku_run)
     assert solve_cli(str(tiny_sudoku_run), "3..4.4.....1..3.", "--trajectory", "out.jpg").exit_code == 2
 
 
+@pytest.mark.parametrize("device, message", [
+    ("tpu", "--device 'tpu': not a device; expected e.g. cpu, cuda or cuda:1"),
+    ("cuda", "--device cuda: CUDA is not available to this torch"),
+])
+def test_trm_solve_refuses_a_bad_device_in_one_line_with_exit_2(tiny_sudoku_run, monkeypatch, device, message):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    result = solve_cli(str(tiny_sudoku_run), "3..4.4.....1..3.", "--device", device)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().startswith(f"trm: error: {message}")
+    assert "Traceback" not in result.output
+
+
 def test_trm_solve_a_file_of_puzzles_in_batches(tiny_sudoku_run, tmp_path):
     from trm.store import open_store
 

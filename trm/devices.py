@@ -8,10 +8,11 @@ import torch
 from trm.errors import UserError
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """``device`` parsed and checked to exist (cuda when available, else cpu, if None); :class:`UserError` if not."""
+def resolve_device(device: str | None, *, default: str = "auto") -> torch.device:
+    """``device`` parsed and checked to exist; :class:`UserError` if not. None gives ``default``: ``auto`` is cuda
+    when available, else cpu."""
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if default == "auto" else default)
     try:
         target = torch.device(device)
     except (RuntimeError, ValueError):
@@ -24,5 +25,5 @@ def resolve_device(device: str | None) -> torch.device:
         if target.index is not None and target.index >= torch.cuda.device_count():
             raise UserError(f"--device {device}: no such GPU; this machine has {torch.cuda.device_count()}")
     elif target.type != "cpu":
-        raise UserError(f"--device {device}: trm bench runs on cpu or cuda only")
+        raise UserError(f"--device {device}: expected cpu or cuda (cuda:N for one GPU of several)")
     return target

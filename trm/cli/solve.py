@@ -183,8 +183,10 @@ def solve(target: str, puzzle: str, halting: str | None, max_steps: int | None, 
     from trm.solve import solve_puzzles
     from trm.trajectory import check_picture_path, draw_trajectory, numbered
 
+    from trm.devices import resolve_device
+
     picture = check_picture_path(Path(trajectory)) if trajectory else None
-    loaded = load_for_solving(Path(target), device=device, use_ema=not raw)
+    loaded = load_for_solving(Path(target), device=str(resolve_device(device, default="cpu")), use_ema=not raw)
     steps = default_max_steps(loaded, max_steps)
     halting = halting or getattr(loaded.recipe.eval, "halting", "adaptive")
     if halt_threshold is None:
