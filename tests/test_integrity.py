@@ -167,3 +167,15 @@ def test_arc_canonical_form_finds_a_translated_rotated_recoloured_input():
     assert canonical_input(grid_to_canvas(grid)) == canonical_input(version)
     assert canonical_input(grid_to_canvas(np.array([[1, 2, 0], [3, 1, 0]], dtype=np.uint8))) != \
         canonical_input(version)
+
+
+@pytest.mark.parametrize("override, mismatch", [("model.hidden_size=64", "size mismatch"),
+                                                ("backbone.options.layers=3", "key")])
+def test_trm_eval_refuses_an_override_that_reshapes_the_model_in_one_line(tiny_sudoku_run, override, mismatch):
+    from tiny_runs import trm
+
+    refused = trm("eval", str(tiny_sudoku_run), override, "--no-progress")
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "the checkpoint's model does not fit the recipe" in refused.stderr and mismatch in refused.stderr
+    assert "cannot change model.* or backbone.* settings" in refused.stderr

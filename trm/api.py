@@ -139,5 +139,6 @@ def load(path: str | Path, *, device: str | torch.device | None = None, use_ema:
         raise UserError(f"{run_dir}: no recipe.yaml beside the checkpoint")
     recipe = load_recipe(recipe_path)
     parts = read_checkpoint(checkpoint, map_location="cpu")
-    model = model_from_checkpoint(parts, recipe, checkpoint_dims(parts, recipe), device, use_ema=use_ema)
+    model = model_from_checkpoint(parts, recipe, checkpoint_dims(parts, recipe), device, use_ema=use_ema,
+                                  source=checkpoint)
     return TrainedModel(model, recipe, parts.get("identifiers"), device)

@@ -17,7 +17,7 @@ import torch
 from accelerate.utils import set_seed
 
 from trm import distributed
-from trm.checkpoint import read_checkpoint
+from trm.checkpoint import load_weights, read_checkpoint
 from trm.data import BatchPlan, TrainLoader, plan_batches
 from trm.engine import TinyRecursiveModel, model_summary
 from trm.errors import UserError
@@ -143,15 +143,17 @@ def load_trained_model(checkpoint: Path, recipe: Recipe, dims: TaskDims, device:
                        use_ema: bool = True) -> tuple[TinyRecursiveModel, dict[str, Any]]:
     """The recipe's model with the checkpoint's weights (EMA ones written over the live ones when asked)."""
     parts = read_checkpoint(checkpoint, map_location=device)
-    return model_from_checkpoint(parts, recipe, dims, device, use_ema=use_ema), parts
+    return model_from_checkpoint(parts, recipe, dims, device, use_ema=use_ema, source=checkpoint), parts
 
 
 def model_from_checkpoint(parts: dict[str, Any], recipe: Recipe, dims: TaskDims, device: torch.device, *,
-                          use_ema: bool = True) -> TinyRecursiveModel:
-    """Build the recipe's model on ``device`` from read checkpoint ``parts``, in eval mode (EMA weights if asked)."""
+                          use_ema: bool = True, source: Path = Path("checkpoint")) -> TinyRecursiveModel:
+    """Build the recipe's model on ``device`` from read checkpoint ``parts``, in eval mode (EMA weights if asked).
+    Weights that do not fit the recipe (an override of its shape) are a :class:`UserError` naming ``source``."""
     with torch.device(device):
         model = build_model(recipe, dims, dtype=forward_dtype(recipe.model.forward_dtype, device))
-    model.load_state_dict(parts["model"])
+    load_weights(model, parts["model"], source,
+                 "overrides of a trained model cannot change model.* or backbone.* settings that shape its weights")
     if use_ema and parts["ema"] is not None:
         with torch.no_grad():
             params = dict(model.named_parameters())

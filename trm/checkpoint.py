@@ -194,6 +194,18 @@ def read_checkpoint(directory: Path, *, map_location: str | torch.device = "cpu"
     return parts
 
 
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path, hint: str) -> None:
+    """``model.load_state_dict(state)``; weights that do not fit (a changed ``model.*`` or ``backbone.*`` setting)
+    are one :class:`UserError` line naming ``source``, torch's first mismatch and ``hint``."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line or "key" in line),
+                      str(exc).splitlines()[0])
+        raise UserError(f"{source}: the checkpoint's model does not fit the recipe ({detail.rstrip('.')}); "
+                        f"{hint}") from None
+
+
 def _read_gzip_json(path: Path) -> Any:
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         return json.load(handle)

@@ -29,7 +29,7 @@ import torch
 
 from trm import __version__, distributed
 from trm.build import RunParts
-from trm.checkpoint import (capture_process_state, find_checkpoint, prune_checkpoints, read_checkpoint,
+from trm.checkpoint import (capture_process_state, find_checkpoint, load_weights, prune_checkpoints, read_checkpoint,
                             reseed_process, restore_process_state, write_checkpoint)
 from trm.config import dump_recipe
 from trm.curriculum import depth_at
@@ -440,13 +440,7 @@ class Trainer:
                 f"{path}: written for a dataset with fingerprint {state['fingerprint']}, but {self.recipe.data.store} "
                 f"has {self.store.info.fingerprint}; resume with the same store"
             )
-        try:
-            self.model.load_state_dict(parts["model"])
-        except RuntimeError as exc:  # e.g. model.hidden_size=... given with --resume
-            detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line or "key" in line),
-                          str(exc).splitlines()[0])
-            raise UserError(f"{path}: the checkpoint's model does not fit the recipe ({detail.rstrip('.')}); "
-                            "a resumed run cannot change model.* or backbone.* settings") from None
+        load_weights(self.model, parts["model"], path, "a resumed run cannot change model.* or backbone.* settings")
         if self.ema is not None and parts["ema"] is not None:
             self.ema.load_state_dict(parts["ema"])
         try:
