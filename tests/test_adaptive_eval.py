@@ -166,6 +166,27 @@ def test_python_api_solve_matches_the_evaluation():
     assert ((solved.confidence > 0.5) | (solved.steps == 6)).all()
 
 
+def test_python_api_solve_defaults_to_the_runs_eval_settings():
+    # trm eval and trm solve take halting, max_steps and halt_threshold from the run's eval section; so must the API,
+    # or one model gives two answers depending on how it is called.
+    from types import SimpleNamespace
+
+    from trm.api import TrainedModel
+
+    model, split = tiny_model(max_steps=6), tiny_split(40)
+    strict, _ = run(model, split, batch=8, threshold=0.9)
+    with_threshold = SimpleNamespace(eval=SimpleNamespace(halting="adaptive", max_steps=None, halt_threshold=0.9))
+    solved = TrainedModel(model, with_threshold, None, torch.device("cpu")).solve(
+        split.inputs, split.puzzle_identifiers, batch_size=8)
+    np.testing.assert_array_equal(solved.steps, strict.joined("steps"))
+    plain = TrainedModel(model, with_threshold, None, torch.device("cpu")).solve(
+        split.inputs, split.puzzle_identifiers, batch_size=8, halt_threshold=0.5)
+    assert (solved.steps > plain.steps).any()  # the recipe's threshold was applied, not the plain rule
+    fixed = SimpleNamespace(eval=SimpleNamespace(halting="fixed", max_steps=3, halt_threshold=None))
+    steps = TrainedModel(model, fixed, None, torch.device("cpu")).solve(split.inputs, split.puzzle_identifiers).steps
+    assert (steps == 3).all()
+
+
 def test_trm_eval_halting_options_and_depth_curve(tmp_path):
     """`trm eval --halting fixed|adaptive` and `--depth-curve` on a tiny trained run: the results JSON fields, the
     fixed depth honoured, and the curve's table and picture."""

@@ -104,10 +104,17 @@ class TrainedModel:
             carry, out = self.model(carry, batch, max_steps=limit)
             yield StepOutput(step, out["logits"].float().cpu(), out["q_halt"].cpu(), out["q_continue"].cpu())
 
-    def solve(self, inputs: Any, puzzle_identifiers: Sequence[int] | Any = None, *, halting: str = "adaptive",
+    def solve(self, inputs: Any, puzzle_identifiers: Sequence[int] | Any = None, *, halting: str | None = None,
               max_steps: int | None = None, halt_threshold: float | None = None, batch_size: int = 256) -> Solution:
         """Each row's answer with adaptive halting (stop when the halting rule says so, at ``max_steps`` at the
-        latest) or ``halting="fixed"`` (exactly ``max_steps``), through ``trm eval``'s continuous batching."""
+        latest) or ``halting="fixed"`` (exactly ``max_steps``), through ``trm eval``'s continuous batching.
+
+        Each of ``halting``, ``max_steps`` and ``halt_threshold`` left at None is the run's ``eval`` setting, as in
+        ``trm eval`` and ``trm solve``, so the three give the same answers."""
+        settings = getattr(self.recipe, "eval", None)  # None: a model built in Python, without a run
+        halting = halting or getattr(settings, "halting", "adaptive")
+        max_steps = max_steps if max_steps is not None else getattr(settings, "max_steps", None)
+        halt_threshold = halt_threshold if halt_threshold is not None else getattr(settings, "halt_threshold", None)
         batch = self._batch(inputs, puzzle_identifiers)
         split = MemorySplit(batch["inputs"].cpu().numpy(), np.full(tuple(batch["inputs"].shape), -100, np.int64),
                             batch["puzzle_identifiers"].cpu().numpy())
