@@ -434,3 +434,16 @@ def test_trm_solve_on_a_maze_file(tmp_path):
     wrong_size.write_text("S.\n.G\n")
     refused = trm("solve", str(tmp_path / "run"), str(wrong_size))
     assert refused.returncode == 2 and "has 8 characters, this one 2" in refused.stderr
+
+
+@pytest.mark.parametrize("command", ["eval", "solve"])
+def test_a_halt_threshold_with_fixed_halting_is_refused_in_one_line(command, tmp_path):
+    from click.testing import CliRunner
+
+    from trm.cli import cli
+
+    args = [command, str(tmp_path / "run"), *(["3..4.4.....1..3."] if command == "solve" else []),
+            "--halting", "fixed", "--halt-threshold", "0.9"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "--halt-threshold 0.9: it applies to --halting adaptive only" in result.output

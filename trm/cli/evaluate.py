@@ -314,6 +314,12 @@ def halting_options(command):
     return command
 
 
+def check_halting_options(halting: str | None, halt_threshold: float | None) -> None:
+    """A threshold given with ``--halting fixed`` would be silently unused: one line instead."""
+    if halting == "fixed" and halt_threshold is not None:
+        raise UserError(f"--halt-threshold {halt_threshold}: it applies to --halting adaptive only; drop one of them")
+
+
 @click.command("eval")
 @click.argument("target", type=click.Path())
 @click.argument("overrides", nargs=-1)
@@ -349,6 +355,7 @@ def eval_command(target: str, overrides: tuple[str, ...], split: str | None, hal
     from trm.evaluate import format_table
 
     started = time.perf_counter()
+    check_halting_options(halting, halt_threshold)
     depths = _depths(depth_list)
     if depths is not None:
         if halting is not None or max_steps is not None or out is not None:

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import click
 
-from trm.cli.evaluate import halting_options
+from trm.cli.evaluate import check_halting_options, halting_options
 from trm.errors import UserError
 from trm.types import Puzzle, SolveContext
 from trm.recipe import Recipe
@@ -185,6 +185,7 @@ def solve(target: str, puzzle: str, halting: str | None, max_steps: int | None, 
 
     from trm.devices import resolve_device
 
+    check_halting_options(halting, halt_threshold)
     picture = check_picture_path(Path(trajectory)) if trajectory else None
     loaded = load_for_solving(Path(target), device=str(resolve_device(device, default="cpu")), use_ema=not raw)
     steps = default_max_steps(loaded, max_steps)
