@@ -255,9 +255,10 @@ class ModelConfig:
 
     recompute: str = attrs.field(
         default="auto", validator=attrs.validators.in_(("auto", "none", "swiglu")),  # = trm.types.RECOMPUTE_CHOICES
-        metadata={"help": "fast path only: what backward computes again instead of keeping. auto: the MLP-mixer's "
-                          "token SwiGLU (its largest tensor, little extra work); none; swiglu: every SwiGLU's "
-                          "gate_up (least memory, more matmul work); docs/performance.md"})
+        metadata={"help": "fast path only (ignored by the faithful path): what backward computes again instead of "
+                          "keeping. auto: the MLP-mixer's token SwiGLU (H200, Sudoku-MLP: 0.50x the faithful "
+                          "path's memory at its speed); none: fastest; swiglu: every SwiGLU's gate_up (least "
+                          "memory, slowest); docs/performance.md"})
 
     @puzzle_emb_dim.validator
     def _fits_the_prefix(self, _attribute: attrs.Attribute, value: int) -> None:
