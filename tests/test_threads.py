@@ -47,3 +47,13 @@ def test_without_measuring_the_load_average_is_read_at_once(monkeypatch):
     monkeypatch.setattr(threads, "busy_cores", lambda *a, **k: (_ for _ in ()).throw(AssertionError("sampled")))
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.2, 0.0, 0.0))
     assert threads.chosen_threads({}, cores=2, measure=False) == (1, "2 cores, 1.2 busy")
+
+
+def test_the_plan_names_what_set_the_thread_count(monkeypatch):
+    from trm.threads import configure_threads, thread_source
+
+    monkeypatch.setattr("torch.set_num_threads", lambda n: None)
+    configure_threads({"TRM_NUM_THREADS": "1"})
+    assert thread_source() == "TRM_NUM_THREADS"
+    configure_threads({}, measure=False)
+    assert thread_source().startswith("chosen from ") and "TRM_NUM_THREADS overrides" in thread_source()

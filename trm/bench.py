@@ -175,9 +175,11 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
         times.append(time.perf_counter() - begin)
     median = statistics.median(times)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
+    profile = None
     if profile_dir is not None:
         label = f"{config.name}-{'fast' if fast else 'faithful'}" + (f"-{recompute}" if fast and recompute != "auto" else "")
-        write_profile(Path(profile_dir) / f"profile_{label}.txt", label, train_step, warmup + steps, cuda)
+        profile = Path(profile_dir) / f"profile_{label}.txt"
+        write_profile(profile, label, train_step, warmup + steps, cuda)
     parameters = sum(p.numel() for p in model.parameters())
     flops = count_step_flops(config)
     return {
@@ -194,6 +196,7 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
         "warmup_s": warmup_s, "steps": steps, "warmup": warmup, "compiled": compile_model,
         "dtype": str(dtype).split(".")[-1], "path": "fast" if fast else "faithful",
         "recompute": recompute if fast else None,
+        "profile": str(profile) if profile is not None else None,
     }
 
 
@@ -241,7 +244,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         memory = f"{r['peak_memory_gib']:.1f}" if r["peak_memory_gib"] is not None else "-"
         lines.append(f"{r['config']:<16} {r.get('recompute') or '-':>9} {r['batch_size']:>5} {r['ms_per_step']:>9.1f} {r['samples_per_s']:>10,.0f} "
-                     f"{memory:>9} {r['tflop_per_step']:>10.2f} {r['tflop_per_s']:>8.1f}")
+                     f"{memory:>9} {r['tflop_per_step']:>10.3g} {r['tflop_per_s']:>8.3g}")
     return "\n".join(lines)
 
 
@@ -293,7 +296,8 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
     names = tuple(RECIPE_ALIASES.get(n, n) for n in names)
     unknown = [n for n in names if n not in by_name]
     if unknown:
-        raise UserError(f"unknown benchmark config(s) {', '.join(unknown)}; choose from {', '.join(by_name)}")
+        raise UserError(f"unknown benchmark config(s) {', '.join(unknown)}; choose from {', '.join(by_name)} "
+                        f"(or a paper recipe's name: {', '.join(RECIPE_ALIASES)})")
     configs = [by_name[n] for n in names] if names else chosen
     recompute = tuple(dict.fromkeys((recompute,) if isinstance(recompute, str) else recompute)) or ("auto",)
     wrong = [r for r in recompute if r not in RECOMPUTE_CHOICES]
@@ -340,6 +344,10 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
             shown = f"{rows[-1]['path']}, recompute={setting}" if fast else rows[-1]["path"]
             echo(f"{config.name} ({shown}): {rows[-1]['ms_per_step']:.1f} ms/step")
     echo(format_compare_table(rows) if compare else format_table(rows))
+    written = [row["profile"] for row in rows if row.get("profile")]
+    written += [row[p]["profile"] for row in rows for p in ("faithful", "fast") if row.get(p, {}).get("profile")]
+    for profile in dict.fromkeys(written):  # a faithful row shared by several --recompute settings, once
+        echo(f"profile: {profile}")
     if out is not None:
         Path(out).write_text(json.dumps({"environment": environment(target), "results": rows}, indent=2))
         echo(f"wrote {out}")

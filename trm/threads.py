@@ -78,9 +78,19 @@ def load_average() -> float:
         return 0.0
 
 
+_chosen_because = "torch's default"  # set by configure_threads, shown in trm run's plan
+
+
+def thread_source() -> str:
+    """Why torch has the thread count it has, for the run's plan: the variable that set it, or how trm chose."""
+    return _chosen_because
+
+
 def configure_threads(environ: Mapping[str, str] = os.environ, *, measure: bool = True) -> int | None:
     """Apply :func:`chosen_threads` to torch (imported or not yet); returns the count set, if any."""
-    threads, _ = chosen_threads(environ, measure=measure)
+    global _chosen_because
+    threads, why = chosen_threads(environ, measure=measure)
+    _chosen_because = why if why.endswith("NUM_THREADS") else f"chosen from {why}; TRM_NUM_THREADS overrides"
     if threads is None:
         return None
     if "torch" in sys.modules:

@@ -43,6 +43,7 @@ from trm.optim import lr_at
 from trm.plugins import get_host
 from trm.progress import progress_bar
 from trm.recipe import Recipe
+from trm.threads import thread_source
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -91,7 +92,7 @@ class Trainer:
         lines = [
             f"run directory: {self.run_dir}",
             f"device: {self.accelerator.device} x {plan.processes} process(es), compute dtype {str(self.dtype).split('.')[-1]}"
-            + (f", {torch.get_num_threads()} CPU thread(s) (TRM_NUM_THREADS)" if self.accelerator.device.type == "cpu" else ""),
+            + (f", {torch.get_num_threads()} CPU thread(s) ({thread_source()})" if self.accelerator.device.type == "cpu" else ""),
             f"global batch: {plan.global_batch} = {plan.processes} process(es) x {plan.per_device} per device "
             f"x {plan.accumulation} accumulation step(s)",
             f"optimizer steps: {self._steps_line()}",

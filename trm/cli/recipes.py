@@ -46,8 +46,10 @@ OVERRIDES_HELP = "key=value overrides (dotted paths, values parsed as YAML), e.g
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
 def recipe_validate(recipe: str, overrides: tuple[str, ...]) -> None:
-    """Validate RECIPE (with OVERRIDES): report every problem with its path, exit 2 if any. The model is
-    then built on the meta device (no memory), which catches settings that are valid alone but not together."""
+    """Validate RECIPE (with OVERRIDES): report every problem with its path, exit 2 if any.
+
+    The model is then built on the meta device (no memory), which catches settings that are valid alone but not
+    together."""
     import torch
 
     from trm.build import build_model, task_dims
