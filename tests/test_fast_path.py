@@ -26,6 +26,13 @@ def build(backbone: str, fast: bool, seq_len: int, recompute: str = "auto"):
     return model.train()
 
 
+def random_batch(rows: int, length: int, *, seed: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {"inputs": torch.randint(1, 7, (rows, length), generator=generator, dtype=torch.int32),
+            "labels": torch.randint(1, 7, (rows, length), generator=generator),
+            "puzzle_identifiers": torch.randint(0, 3, (rows,), generator=generator, dtype=torch.int32)}
+
+
 def one_step(model, batch, loss_type, call=None):
     call = model if call is None else call  # what runs the supervision step: the model, or a compiled model
     carry = model.initial_carry(batch)
@@ -41,10 +48,7 @@ def one_step(model, batch, loss_type, call=None):
 @pytest.mark.parametrize("recompute", ["auto", "none", "swiglu"])
 @pytest.mark.parametrize("backbone", ["attention", "mlp_mixer"])
 def test_fast_path_equals_the_faithful_path(backbone, recompute):
-    generator = torch.Generator().manual_seed(1)
-    batch = {"inputs": torch.randint(1, 7, (5, 9), generator=generator, dtype=torch.int32),
-             "labels": torch.randint(1, 7, (5, 9), generator=generator),
-             "puzzle_identifiers": torch.randint(0, 3, (5,), generator=generator, dtype=torch.int32)}
+    batch = random_batch(5, 9, seed=1)
     faithful, fast = build(backbone, False, 9), build(backbone, True, 9, recompute)
     fast.load_state_dict(faithful.state_dict())
     assert not faithful.fast_path and fast.fast_path
@@ -77,10 +81,7 @@ def test_fast_path_equals_the_faithful_path(backbone, recompute):
 def test_compiled_recomputation_equals_the_faithful_path(backbone):
     # Compiled, a recomputed SwiGLU runs as plain operations in a checkpoint region (trm/kernels.py) and the compiler
     # derives its backward: the numbers must still be the faithful path's. aot_eager runs the partitioned graphs.
-    generator = torch.Generator().manual_seed(1)
-    batch = {"inputs": torch.randint(1, 7, (5, 9), generator=generator, dtype=torch.int32),
-             "labels": torch.randint(1, 7, (5, 9), generator=generator),
-             "puzzle_identifiers": torch.randint(0, 3, (5,), generator=generator, dtype=torch.int32)}
+    batch = random_batch(5, 9, seed=1)
     faithful, fast = build(backbone, False, 9), build(backbone, True, 9, "swiglu")
     fast.load_state_dict(faithful.state_dict())
     a = one_step(faithful, batch, token_loss_name("stablemax", False))
@@ -155,10 +156,7 @@ def saved_for_backward(model, batch) -> int:
 def test_recompute_keeps_less_under_compilation(backbone):
     # An autograd.Function that recomputes gate_up in backward keeps it after all under torch.compile (CSE merges
     # the two matmuls); the checkpoint regions of model.recompute must really keep less (docs/performance.md).
-    generator = torch.Generator().manual_seed(3)
-    batch = {"inputs": torch.randint(1, 7, (4, 30), generator=generator, dtype=torch.int32),
-             "labels": torch.randint(1, 7, (4, 30), generator=generator),
-             "puzzle_identifiers": torch.randint(0, 3, (4,), generator=generator, dtype=torch.int32)}
+    batch = random_batch(4, 30, seed=3)
     kept = {setting: saved_for_backward(build(backbone, True, 30, setting), batch)
             for setting in ("none", "auto", "swiglu")}
     if backbone == "mlp_mixer":  # auto recomputes the token SwiGLU's gate_up, the step's largest tensor
