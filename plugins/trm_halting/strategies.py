@@ -42,6 +42,10 @@ def _probability(instance, attribute, value) -> None:
         raise ValueError(f"{attribute.name} must be in [0, 1], got {value}")
 
 
+_at_least_one.description = ">= 1"  # shown by `trm list halting` (trm.cli.plugins.describe_validator)
+_probability.description = "in [0, 1]"
+
+
 @attrs.frozen
 class ACTOptions:
     max_steps: int = attrs.field(default=16, validator=_at_least_one,
