@@ -170,3 +170,40 @@ def test_a_registration_hook_that_raises_is_a_plugin_bug_exit_3(monkeypatch, emp
     result = CliRunner().invoke(cli_module.cli, ["list", "backbones"])
     assert result.exit_code == 3
     assert result.output.strip() == "trm: error: plugin 'raising': trm_backbones() failed: RuntimeError: boom"
+
+
+def test_a_hook_with_arguments_its_spec_lacks_is_skipped_and_named(empty_host):
+    class WrongSignature:
+        @hookimpl
+        def trm_tasks(self, cli):  # trm_tasks takes no arguments
+            return []
+
+    empty_host.register(WrongSignature(), "wrong-signature")
+    assert empty_host.pm.get_plugin("wrong-signature") is None
+    error = empty_host.failed["wrong-signature"].error
+    assert "trm_tasks" in error and "cli" in error and "\n" not in error
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"build": "build"}, "task 'bad' has build=str 'build', expected a function"),
+    ({"default_evaluators": "exact_match"}, "default_evaluators='exact_match', expected a tuple of names, e.g. ('exact_match',)"),
+    ({"render": 3}, "render=int 3, expected a function"),
+    ({"options_class": type("Plain", (), {})}, "expected an attrs class (or trm.types.NoOptions)"),
+])
+def test_a_task_record_with_a_wrong_field_is_named_at_registration(monkeypatch, empty_host, fields, message):
+    from trm.types import TaskSpec
+
+    spec = {"name": "bad", "options_class": NoOptions, "build": lambda options, writer: None, "summary": "bad"}
+    spec.update(fields)
+
+    class BadTask:
+        @hookimpl
+        def trm_tasks(self):
+            return [TaskSpec(**spec)]
+
+    empty_host.register(BadTask(), "bad-task")
+    monkeypatch.setattr(plugins, "_host", empty_host)
+    result = CliRunner().invoke(cli_module.cli, ["list", "tasks"])
+    assert result.exit_code == 3, result.output
+    assert result.output.strip().startswith("trm: error: plugin 'bad-task': trm_tasks(): ")
+    assert message in result.output

@@ -109,10 +109,28 @@ class Registry:
                 raise PluginError(f"{who} returned {_kind_of(record)} as item {index}, expected {expected.__name__}")
             if not isinstance(record.name, str) or not record.name:
                 raise PluginError(f"{who}: item {index} has name {record.name!r}, expected a non-empty string")
-            if not isinstance(record.options_class, type):
+            if not isinstance(record.options_class, type) or not attrs.has(record.options_class):
                 raise PluginError(f"{who}: {self.noun} '{record.name}' has options_class {record.options_class!r}, "
-                                f"expected a class (an attrs class, or trm.types.NoOptions)")
+                                f"expected an attrs class (or trm.types.NoOptions)")
+            self._check_fields(who, record)
         return records
+
+    def _check_fields(self, who: str, record: Any) -> None:
+        """Each field of a record has the kind its annotation names: a function where a function is called later
+        (``build``, ``render``, ...), a tuple of names where names are read (``default_evaluators``), so that a
+        wrong value is reported here, naming the field, not as a TypeError inside a later command."""
+        for field in attrs.fields(type(record)):
+            value, annotation = getattr(record, field.name), str(field.type)
+            if value is None:
+                continue
+            if annotation.startswith("Callable") and not callable(value):
+                raise PluginError(f"{who}: {self.noun} '{record.name}' has {field.name}={_kind_of(value)}, "
+                                  f"expected a function")
+            if annotation.startswith("tuple[str") and not (
+                    isinstance(value, (tuple, list)) and all(isinstance(item, str) for item in value)):
+                hint = f", e.g. ({value!r},)" if isinstance(value, str) else ""  # a string would be split in letters
+                raise PluginError(f"{who}: {self.noun} '{record.name}' has {field.name}={value!r}, expected a tuple "
+                                  f"of names{hint}")
 
     def _add(self, record: Any, owner: str) -> None:
         name = record.name
@@ -221,7 +239,13 @@ class PluginHost:
         """
         if self.pm.get_plugin(name) is not None:
             raise UserError(f"two plugins are named '{name}': {self.describe(name)} and {getattr(plugin, '__name__', plugin)}")
-        self.pm.register(plugin, name=name)
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:  # e.g. a hook implementation with arguments the spec lacks
+            info = info or PluginInfo(name, getattr(plugin, "__name__", str(plugin)), None, None, "registered")
+            self._fail(name, info.module, info.distribution, info.version,
+                       "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()))
+            return
         unknown = [caller.name for caller in self.pm.get_hookcallers(plugin) or () if not caller.has_spec()]
         if unknown:
             self.pm.unregister(name=name)
