@@ -207,3 +207,25 @@ def test_a_task_record_with_a_wrong_field_is_named_at_registration(monkeypatch, 
     assert result.exit_code == 3, result.output
     assert result.output.strip().startswith("trm: error: plugin 'bad-task': trm_tasks(): ")
     assert message in result.output
+
+
+def test_dims_that_return_no_task_dims_name_the_plugin(monkeypatch, empty_host, tmp_path):
+    from types import SimpleNamespace
+
+    from trm.build import task_dims
+    from trm.errors import PluginError
+    from trm.types import TaskSpec
+
+    class TupleDims:
+        @hookimpl
+        def trm_tasks(self):
+            return [TaskSpec("tuple-dims", NoOptions, lambda options, writer: None, "dims returns a tuple",
+                             dims=lambda options: (5, 16, 1))]
+
+    empty_host.register(TupleDims(), "tuple-dims-plugin")
+    monkeypatch.setattr(plugins, "_host", empty_host)
+    recipe = SimpleNamespace(data=SimpleNamespace(store=str(tmp_path / "none.zarr")),
+                             task=SimpleNamespace(name="tuple-dims", options=NoOptions()))
+    with pytest.raises(PluginError, match=r"plugin 'tuple-dims-plugin'.*dims\(options\) returned tuple, "
+                                          r"expected trm.types.TaskDims"):
+        task_dims(recipe)

@@ -20,10 +20,10 @@ from trm import distributed
 from trm.checkpoint import load_weights, read_checkpoint
 from trm.data import BatchPlan, TrainLoader, plan_batches
 from trm.engine import TinyRecursiveModel, model_summary
-from trm.errors import UserError
+from trm.errors import PluginError, UserError
 from trm.fetch import resolve_task_options
 from trm.optim import EMA, SparseSignSGD, build_optimizers
-from trm.plugins import registry
+from trm.plugins import get_host, registry
 from trm.recipe import ModelConfig, Recipe
 from trm.store import Store, open_store
 from trm.store_write import build_store
@@ -77,7 +77,12 @@ def task_dims(recipe: Recipe) -> tuple[TaskDims, str]:
     task = registry("tasks").get(recipe.task.name)
     if task.dims is None:
         raise UserError(f"{path}: store not built and task '{task.name}' cannot tell its sizes without it")
-    return task.dims(recipe.task.options), f"task '{task.name}' options (store not built yet)"
+    dims = task.dims(recipe.task.options)
+    if not isinstance(dims, TaskDims):
+        owner = registry("tasks").owner(task.name)
+        raise PluginError(f"plugin {get_host().describe(owner)}: task '{task.name}': dims(options) returned "
+                          f"{type(dims).__name__}, expected trm.types.TaskDims")
+    return dims, f"task '{task.name}' options (store not built yet)"
 
 
 def build_halting(recipe: Recipe) -> HaltingStrategy:

@@ -23,7 +23,7 @@ import attrs
 import numpy as np
 
 from trm.errors import UserError
-from trm.types import EvalContext, EvaluatorSpec, TaskSpec
+from trm.types import EvalContext, EvaluatorSpec, TaskDims, TaskSpec
 
 __all__ = ["PluginCheckError", "build_tiny_store", "check_store", "check_evaluator", "check_render", "check_options",
            "evaluation_batches", "perfect_outputs", "corrupt_outputs"]
@@ -106,11 +106,14 @@ def check_store(store: Any, task: str | TaskSpec, options: Any = None, *, host: 
             problems.append(f"no '{needed}' split (build must write 'train' and 'test' through writer.split(...))")
     if spec.dims is not None and options is not None:
         dims = spec.dims(options)
-        for field, built in (("vocab_size", info.vocab_size), ("seq_len", info.seq_len),
-                             ("num_puzzle_identifiers", info.num_puzzle_identifiers)):
-            promised = getattr(dims, field)
-            if promised is not None and promised != built:
-                problems.append(f"dims(options).{field} is {promised} but the built store has {built}")
+        if not isinstance(dims, TaskDims):
+            problems.append(f"dims(options) returned {type(dims).__name__}, expected trm.types.TaskDims")
+        else:
+            for field, built in (("vocab_size", info.vocab_size), ("seq_len", info.seq_len),
+                                 ("num_puzzle_identifiers", info.num_puzzle_identifiers)):
+                promised = getattr(dims, field)
+                if promised is not None and promised != built:
+                    problems.append(f"dims(options).{field} is {promised} but the built store has {built}")
     for name in info.splits:
         split = store.split(name)
         counts = info.splits[name]
