@@ -229,3 +229,25 @@ def test_dims_that_return_no_task_dims_name_the_plugin(monkeypatch, empty_host, 
     with pytest.raises(PluginError, match=r"plugin 'tuple-dims-plugin'.*dims\(options\) returned tuple, "
                                           r"expected trm.types.TaskDims"):
         task_dims(recipe)
+
+
+def test_an_evaluator_build_that_returns_no_evaluator_names_the_plugin(monkeypatch, empty_host):
+    from types import SimpleNamespace
+
+    from trm.errors import PluginError
+    from trm.evaluate import build_evaluators
+    from trm.recipe import PluginSection
+    from trm.types import EvaluatorSpec
+
+    class NoneEvaluator:
+        @hookimpl
+        def trm_evaluators(self):
+            return [EvaluatorSpec("nothing", NoOptions, lambda options, context: None, "builds None")]
+
+    empty_host.register(NoneEvaluator(), "none-evaluator")
+    monkeypatch.setattr(plugins, "_host", empty_host)
+    recipe = SimpleNamespace(eval=SimpleNamespace(evaluators=[PluginSection("nothing")], split="test"),
+                             data=SimpleNamespace(store="s.zarr"))
+    with pytest.raises(PluginError, match=r"plugin 'none-evaluator': evaluator 'nothing': build\(\) returned "
+                                          r"NoneType, expected an Evaluator"):
+        build_evaluators(recipe, SimpleNamespace(info=None), None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-from trm.errors import EXIT_PLUGIN_BUG, UserError
+from trm.errors import EXIT_PLUGIN_BUG, PluginError, UserError
 
 
 class EvaluationFailed(UserError):
@@ -44,6 +44,11 @@ def part(what: str) -> Iterator[None]:
         raise _PartFailed(what, exc) from exc
 
 
+class ContractBroken(TypeError):
+    """An evaluator returned what its protocol forbids (found by trm, so no plugin frame is in the traceback):
+    reported as the plugin's bug, exit 3."""
+
+
 class _GuardedEvaluator:
     """An evaluator whose calls are blamed on it by name, and whose ``compute`` must return numbers."""
 
@@ -58,10 +63,12 @@ class _GuardedEvaluator:
         with part(f"evaluator '{self._name}' (compute)"):
             values = self._evaluator.compute()
             if not isinstance(values, dict):
-                raise TypeError(f"compute() returned {type(values).__name__}, expected a dict of metric name -> number")
+                raise ContractBroken(f"compute() returned {type(values).__name__}, expected a dict of metric name -> "
+                                     "number")
             for key, value in values.items():
                 if isinstance(value, (str, bytes)) or not _is_number(value):
-                    raise TypeError(f"compute() returned {key}={value!r} ({type(value).__name__}), expected a number")
+                    raise ContractBroken(f"compute() returned {key}={value!r} ({type(value).__name__}), expected a "
+                                         "number")
         return values
 
     def write(self, directory: Any) -> Any:
@@ -99,7 +106,7 @@ def describe_failure(exc: BaseException) -> tuple[str, str]:
         what, cause = exc.what, exc.cause
     if _is_out_of_memory(cause):
         return what, "out of memory on an evaluation batch (lower eval.batch_size, or trm eval --batch-size)"
-    if isinstance(cause, UserError):
+    if isinstance(cause, (UserError, ContractBroken)):
         return what, str(cause)
     text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
     return what, f"{type(cause).__name__}: {text}" if text else type(cause).__name__
@@ -126,7 +133,10 @@ def evaluation_guard(where: str, after: str) -> Iterator[None]:
                 f"the plugin's code, not in your input); {after}", what=what, cause=cause)
             failed.exit_code = EXIT_PLUGIN_BUG
             raise failed from None
-        raise EvaluationFailed(f"{where} failed{blame}: {detail}; {after}", what=what, cause=cause) from None
+        failed = EvaluationFailed(f"{where} failed{blame}: {detail}; {after}", what=what, cause=cause)
+        if isinstance(cause, (PluginError, ContractBroken)):  # a plugin broke its contract: its bug, exit 3
+            failed.exit_code = EXIT_PLUGIN_BUG
+        raise failed from None
 
 
 def _plugin_bug(cause: BaseException) -> Any:

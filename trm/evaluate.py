@@ -39,8 +39,8 @@ import numpy as np
 import torch
 
 from trm import distributed
-from trm.errors import UserError
-from trm.plugins import registry
+from trm.errors import PluginError, UserError
+from trm.plugins import get_host, registry
 from trm.progress import progress_bar
 from trm.recipe import PluginSection, Recipe
 from trm.store import Store
@@ -64,7 +64,12 @@ def build_evaluators(recipe: Recipe, store: Store, output_dir: Path | None) -> l
             options = structure_options(spec.options_class, options, f"$.eval.evaluators.{section.name}.options")
         context = EvalContext(store_info=store.info, split=recipe.eval.split, output_dir=output_dir,
                               store_path=Path(recipe.data.store))
-        built.append((section.name, spec.build(options, context)))
+        evaluator = spec.build(options, context)
+        if not all(callable(getattr(evaluator, method, None)) for method in ("update", "compute")):
+            owner = registry("evaluators").owner(section.name)
+            raise PluginError(f"plugin {get_host().describe(owner)}: evaluator '{section.name}': build() returned "
+                              f"{type(evaluator).__name__}, expected an Evaluator (with update() and compute())")
+        built.append((section.name, evaluator))
     return built
 
 
