@@ -42,6 +42,11 @@ def test_new_task_refuses_bad_names_and_occupied_directories(tmp_path):
     runner = CliRunner()
     bad = runner.invoke(cli, ["new", "task", "My-Task", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "task name 'My-Task': expected lower-case letters" in bad.output
+    keyword = runner.invoke(cli, ["new", "task", "class", str(tmp_path / "y")])
+    assert keyword.exit_code == 2 and "task name 'class': a Python keyword" in keyword.output
+    taken = runner.invoke(cli, ["new", "task", "sudoku", str(tmp_path / "z")])
+    assert taken.exit_code == 2 and "task name 'sudoku': an installed task has it already" in taken.output
+    assert not any((tmp_path / d).exists() for d in ("x", "y", "z"))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
     occupied = runner.invoke(cli, ["new", "task", "ok", str(tmp_path / "full")])

@@ -374,9 +374,17 @@ def _files(name: str, directory: Path) -> dict[str, str]:
 
 def scaffold_task(name: str, directory: str | Path | None = None) -> list[Path]:
     """Write the package for task ``name`` into ``directory`` (default ``./trm-NAME``); returns the files written."""
-    if not NAME_PATTERN.fullmatch(name) or keyword.iskeyword(name):
+    if keyword.iskeyword(name):  # the scaffold's code uses the name as a Python identifier too
+        raise UserError(f"task name {name!r}: a Python keyword; choose another name, e.g. {name}_task")
+    if not NAME_PATTERN.fullmatch(name):
         raise UserError(f"task name {name!r}: expected lower-case letters, digits and '_', starting with a letter "
                         "(it becomes the Python package trm_NAME), e.g. takuzu")
+    from trm.plugins import registry
+
+    tasks = registry("tasks")
+    if name in tasks.names():  # installed beside it, the two would be refused as the same task registered twice
+        raise UserError(f"task name {name!r}: an installed task has it already (plugin "
+                        f"{tasks.owner(name)!r}); choose another name")
     target = Path(directory) if directory is not None else Path(f"trm-{name.replace('_', '-')}")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UserError(f"{target}: already exists and is not an empty directory; choose another DIR")
