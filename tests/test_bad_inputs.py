@@ -412,7 +412,7 @@ def _returning(value):
      "trm_backbones() returned TaskSpec TaskSpec(name='bad'"),
     (lambda: [_backbone(""),], "trm_backbones(): item 0 has name '', expected a non-empty string"),
     (lambda: [BackboneSpec("bad", {"width": 1}, lambda o, s: None, "b")],
-     "trm_backbones(): backbone 'bad' has options_class {'width': 1}, expected a class"),
+     "trm_backbones(): backbone 'bad' has options_class {'width': 1}, expected an attrs class"),
     (lambda: (_ for _ in ()).throw(RuntimeError("boom")), "trm_backbones() failed: RuntimeError: boom"),
 ])
 def test_a_registration_hook_returning_the_wrong_type_names_the_plugin(monkeypatch, value, problem):

@@ -98,7 +98,8 @@ class Registry:
         except UserError:
             raise
         except Exception as exc:  # a plugin's bug: say whose, in one line
-            raise PluginError(f"{who} failed: {type(exc).__name__}: {exc}") from exc
+            raise PluginError(f"{who} failed: {type(exc).__name__}: {exc} ({ENV_DISABLE}={owner} skips the plugin)"
+                              ) from exc
         if result is None:
             return []
         if isinstance(result, (str, bytes, dict)) or not hasattr(result, "__iter__"):
