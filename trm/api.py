@@ -24,7 +24,7 @@ from trm.checkpoint import find_checkpoint, read_checkpoint
 from trm.config import load_recipe
 from trm.engine import TinyRecursiveModel
 from trm.errors import UserError
-from trm.evaluate import MemorySplit, evaluate
+from trm.evaluate import MemorySplit, eval_settings, evaluate
 from trm.recipe import Recipe
 
 
@@ -111,10 +111,8 @@ class TrainedModel:
 
         Each of ``halting``, ``max_steps`` and ``halt_threshold`` left at None is the run's ``eval`` setting, as in
         ``trm eval`` and ``trm solve``, so the three give the same answers."""
-        settings = getattr(self.recipe, "eval", None)  # None: a model built in Python, without a run
-        halting = halting or getattr(settings, "halting", "adaptive")
-        max_steps = max_steps if max_steps is not None else getattr(settings, "max_steps", None)
-        halt_threshold = halt_threshold if halt_threshold is not None else getattr(settings, "halt_threshold", None)
+        halting, max_steps, halt_threshold = eval_settings(getattr(self.recipe, "eval", None), halting, max_steps,
+                                                           halt_threshold)
         batch = self._batch(inputs, puzzle_identifiers)
         split = MemorySplit(batch["inputs"].cpu().numpy(), np.full(tuple(batch["inputs"].shape), -100, np.int64),
                             batch["puzzle_identifiers"].cpu().numpy())

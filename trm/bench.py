@@ -281,6 +281,10 @@ def format_compare_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _profile_note(row: dict[str, Any]) -> str:
+    return f"; profile: {row['profile']}" if row.get("profile") else ""
+
+
 def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | None = None, steps: int = 30,
               warmup: int = 6, compile_model: bool | None = None, batch_size: int | None = None,
               out: Path | None = None, profile_dir: Path | None = None, echo: Any = print, compare: bool = False,
@@ -328,12 +332,12 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
             faithful = bench_one(config, device=target, steps=steps, warmup=warmup, compile_model=compile_model,
                                  profile_dir=profile_dir, fast=False)
             release(target)
-            echo(f"{config.name} (faithful): {faithful['ms_per_step']:.1f} ms/step")
+            echo(f"{config.name} (faithful): {faithful['ms_per_step']:.1f} ms/step{_profile_note(faithful)}")
             for setting in recompute:
                 fast = bench_one(config, device=target, steps=steps, warmup=warmup, compile_model=compile_model,
                                  profile_dir=profile_dir, fast=True, recompute=setting)
                 release(target)
-                echo(f"{config.name} (fast, recompute={setting}): {fast['ms_per_step']:.1f} ms/step")
+                echo(f"{config.name} (fast, recompute={setting}): {fast['ms_per_step']:.1f} ms/step{_profile_note(fast)}")
                 rows.append(compare_row(faithful, fast))
             continue
         fast = uses_fast_path(path, target)
@@ -342,12 +346,8 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
                                   profile_dir=profile_dir, fast=fast, recompute=setting))
             release(target)
             shown = f"{rows[-1]['path']}, recompute={setting}" if fast else rows[-1]["path"]
-            echo(f"{config.name} ({shown}): {rows[-1]['ms_per_step']:.1f} ms/step")
+            echo(f"{config.name} ({shown}): {rows[-1]['ms_per_step']:.1f} ms/step{_profile_note(rows[-1])}")
     echo(format_compare_table(rows) if compare else format_table(rows))
-    written = [row["profile"] for row in rows if row.get("profile")]
-    written += [row[p]["profile"] for row in rows for p in ("faithful", "fast") if row.get(p, {}).get("profile")]
-    for profile in dict.fromkeys(written):  # a faithful row shared by several --recompute settings, once
-        echo(f"profile: {profile}")
     if out is not None:
         Path(out).write_text(json.dumps({"environment": environment(target), "results": rows}, indent=2))
         echo(f"wrote {out}")

@@ -45,7 +45,7 @@ from trm.progress import progress_bar
 from trm.recipe import PluginSection, Recipe
 from trm.store import Store
 from trm.structuring import structure_options
-from trm.types import OPTIONAL_OUTPUTS, EvalContext, HaltingStrategy
+from trm.types import OPTIONAL_OUTPUTS, EvalContext, Evaluator, HaltingStrategy
 
 HALTING_MODES = ("adaptive", "fixed")
 
@@ -65,10 +65,10 @@ def build_evaluators(recipe: Recipe, store: Store, output_dir: Path | None) -> l
         context = EvalContext(store_info=store.info, split=recipe.eval.split, output_dir=output_dir,
                               store_path=Path(recipe.data.store))
         evaluator = spec.build(options, context)
-        if not all(callable(getattr(evaluator, method, None)) for method in ("update", "compute")):
+        if not isinstance(evaluator, Evaluator):
             owner = registry("evaluators").owner(section.name)
             raise PluginError(f"plugin {get_host().describe(owner)}: evaluator '{section.name}': build() returned "
-                              f"{type(evaluator).__name__}, expected an Evaluator (with update() and compute())")
+                              f"{type(evaluator).__name__}, expected an Evaluator (trm.types: update, compute, write)")
         built.append((section.name, evaluator))
     return built
 
@@ -92,6 +92,15 @@ class StopRule:
             cut = 0.0 if self.threshold is None else math.log(self.threshold / (1.0 - self.threshold))
             stop = stop | (halting.halt_logit(q_halt, q_continue) > cut)
         return stop
+
+
+def eval_settings(section: Any, halting: str | None, max_steps: int | None, halt_threshold: float | None
+                  ) -> tuple[str, int | None, float | None]:
+    """(halting, max_steps, halt_threshold): each one given, else the recipe's ``eval`` section's (``section`` may be
+    None, for a model built in Python), so ``trm eval``, ``trm solve`` and the Python API stop rows alike."""
+    return (halting or getattr(section, "halting", None) or "adaptive",
+            max_steps if max_steps is not None else getattr(section, "max_steps", None),
+            halt_threshold if halt_threshold is not None else getattr(section, "halt_threshold", None))
 
 
 def stop_rule_for(halting: HaltingStrategy, mode: str | None, max_steps: int | None, threshold: float | None = None) -> StopRule:

@@ -20,7 +20,7 @@ from trm.distributed import make_accelerator
 from trm.config import load_recipe
 from trm.errors import UserError
 from trm.eval_guard import evaluation_guard, guard_evaluators, part
-from trm.evaluate import build_evaluators, evaluate
+from trm.evaluate import build_evaluators, eval_settings, evaluate
 from trm.plugins import get_host, registry
 from trm.recipe import Recipe
 from trm.types import TaskSpec
@@ -151,9 +151,7 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, accelerator
         train_ids = store.split("train").puzzle_identifiers if store.has_split("train") else []
         mapping = identifier_mapping(puzzle_ids, store.info.num_puzzle_identifiers, train_ids, loaded.recipe.train.seed)
     recipe, parts = loaded.recipe, loaded.parts
-    halting = halting or recipe.eval.halting
-    max_steps = max_steps if max_steps is not None else recipe.eval.max_steps
-    halt_threshold = halt_threshold if halt_threshold is not None else recipe.eval.halt_threshold
+    halting, max_steps, halt_threshold = eval_settings(recipe.eval, halting, max_steps, halt_threshold)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     artefacts = loaded.run_dir / "eval" / f"trm-eval-step_{loaded.step}-{stamp}"
     metrics, evaluators = loaded.evaluate(halting=halting, max_steps=max_steps, halt_threshold=halt_threshold,
@@ -224,7 +222,7 @@ def depth_curve(target: Path, overrides: tuple[str, ...], depths: list[int], *, 
     check_eval_options(max_steps=None, limit=limit, batch_size=batch_size, out=None)
     loaded = load_evaluation(target, overrides, accelerator=accelerator, split=split, limit=limit,
                              batch_size=batch_size, use_ema=use_ema, allow_other_store=allow_other_store)
-    halt_threshold = halt_threshold if halt_threshold is not None else loaded.recipe.eval.halt_threshold
+    *_, halt_threshold = eval_settings(loaded.recipe.eval, None, None, halt_threshold)
     rows: list[dict[str, Any]] = []
     runs = [("fixed", depth) for depth in sorted(set(depths))] + [("adaptive", max(depths))]
     chosen = None

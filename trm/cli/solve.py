@@ -180,18 +180,16 @@ def solve(target: str, puzzle: str, halting: str | None, max_steps: int | None, 
     """
     from tqdm.auto import tqdm
 
+    from trm.devices import resolve_device
+    from trm.evaluate import eval_settings
     from trm.solve import solve_puzzles
     from trm.trajectory import check_picture_path, draw_trajectory, numbered
-
-    from trm.devices import resolve_device
 
     check_halting_options(halting, halt_threshold)
     picture = check_picture_path(Path(trajectory)) if trajectory else None
     loaded = load_for_solving(Path(target), device=str(resolve_device(device, default="cpu")), use_ema=not raw)
     steps = default_max_steps(loaded, max_steps)
-    halting = halting or getattr(loaded.recipe.eval, "halting", "adaptive")
-    if halt_threshold is None:
-        halt_threshold = getattr(loaded.recipe.eval, "halt_threshold", None)
+    halting, _, halt_threshold = eval_settings(loaded.recipe.eval, halting, steps, halt_threshold)
     puzzles = read_puzzles(loaded, puzzle)
     rows = sum(len(p.inputs) for p in puzzles)
     show = not no_progress and (len(puzzles) > 1 or rows > batch_size)
