@@ -7,16 +7,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 d = json.load(open("docs/measurements/h200-sudoku-fast-curves.json"))
-runs = [(d["seed0_full"], "seed 0 (depth cap 16)", "o-"), (d["seed1_full"], "seed 1 (depth cap 32, the recipe now)", "D-")]
+runs = [(d["seed0_full"], "seed 0 (depth cap 16)", "o-"), (d["seed1_full"], "seed 1 (depth cap 32, the recipe now)", "D-"),
+        (d["seed2_full"], "seed 2 (depth cap 32)", "^-")]
 paper = d["paper_recipe"]
 fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
 for i, (run, label, style) in enumerate(runs):
-    color = f"C{i}"
+    color = ("C0", "C1", "C3")[i]
     a.plot([w / 60 for w in run["wall_s"]], [100 * x for x in run["exact"]], style, color=color, ms=4,
            label=f"sudoku_fast, {label}")
     a.plot([run["wall_s"][-1] / 60], [100 * run["exact"][-1]], "*", ms=14, color=color)
     a.annotate(f"whole split {100 * run['exact'][-1]:.1f}%", (run["wall_s"][-1] / 60, 100 * run["exact"][-1]),
-               (0.5, 72 - 8 * i), fontsize=8, color=color, arrowprops={"arrowstyle": "->", "lw": 0.6, "color": color})
+               (0.5, 74 - 7 * i), fontsize=8, color=color, arrowprops={"arrowstyle": "->", "lw": 0.6, "color": color})
     b.plot(run["step"], [100 * x for x in run["exact"]], style, color=color, ms=4, label=label)
 a.plot(paper["minutes"], [100 * x for x in paper["exact"]], "s--", color="C2", label="paper recipe (sudoku_mlp)")
 a.axhline(87.4, color="grey", lw=0.8, ls=":"); a.text(0.5, 89, "paper's final 87.4%", color="grey", fontsize=8)
