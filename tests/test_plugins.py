@@ -101,3 +101,20 @@ def test_file_plugin_errors(tmp_path, empty_host):
     bad.write_text("import does_not_exist_anywhere\n")
     with pytest.raises(UserError, match="failed to import: ModuleNotFoundError"):
         empty_host.load_file(bad)
+
+
+def test_a_plugin_without_hookimpl_markers_is_reported(tmp_path, empty_host):
+    """pluggy skips unmarked functions silently; trm names the function that lacks the decorator."""
+    path = tmp_path / "unmarked.py"
+    path.write_text(
+        "from trm.types import HaltingSpec, NoOptions\n"
+        "def trm_halting_strategies():\n"
+        "    return [HaltingSpec('unmarked', NoOptions, lambda o: None, 'never seen')]\n"
+    )
+    with pytest.raises(UserError, match=r"implements no trm hook: its trm_halting_strategies lacks the @hookimpl"):
+        empty_host.load_file(path)
+    assert "unmarked" not in empty_host.registry("halting")
+    empty = tmp_path / "empty_plugin.py"
+    empty.write_text("x = 1\n")
+    with pytest.raises(UserError, match="no trm_\\* function decorated with @hookimpl"):
+        empty_host.load_file(empty)

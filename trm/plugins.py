@@ -255,6 +255,16 @@ class PluginHost:
             info = info or PluginInfo(name, getattr(plugin, "__name__", str(plugin)), None, None, "registered")
             self._fail(name, info.module, info.distribution, info.version, f"implements unknown hook {detail}")
             return
+        if not self.pm.get_hookcallers(plugin):
+            # pluggy ignores a function without the marker, so an undecorated trm_tasks() would vanish without a word
+            self.pm.unregister(name=name)
+            bare = sorted(n for n in dir(plugin) if n.startswith("trm_") and callable(getattr(plugin, n, None)))
+            why = (f"its {', '.join(bare)} lack{'s' if len(bare) == 1 else ''} the @hookimpl decorator "
+                   "(from trm.hookspecs import hookimpl)" if bare else
+                   "it has no trm_* function decorated with @hookimpl (docs/plugins.md lists the hooks)")
+            info = info or PluginInfo(name, getattr(plugin, "__name__", str(plugin)), None, None, "registered")
+            self._fail(name, info.module, info.distribution, info.version, f"implements no trm hook: {why}")
+            return
         self.info[name] = info or PluginInfo(name, getattr(plugin, "__name__", str(plugin)), None, None, "registered")
         self._registries.clear()
 
