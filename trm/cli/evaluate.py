@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import click
 
-from trm.build import compiled_for, load_trained_model, open_recipe_store
 from trm.checkpoint import find_checkpoint
 from trm.distributed import make_accelerator
 from trm.config import load_recipe
@@ -90,6 +89,8 @@ def load_evaluation(target: Path, overrides: tuple[str, ...], *, accelerator: Ac
                     limit: int | None, batch_size: int | None, use_ema: bool,
                     allow_other_store: bool) -> LoadedEvaluation:
     """Read TARGET's recipe (with overrides and options), open its store and load the checkpoint's model."""
+    from trm.build import compiled_for, load_trained_model, open_recipe_store  # torch's compiler: not for --help
+
     checkpoint = find_checkpoint(target)
     run_dir = run_dir_of(checkpoint)
     saved = run_dir / "recipe.yaml"
@@ -361,6 +362,8 @@ def eval_command(target: str, overrides: tuple[str, ...], split: str | None, hal
                             "(use --out-dir for its files)")
         if puzzle_ids is not None or trajectories:
             raise UserError("--puzzle-ids and --trajectories belong to a single evaluation, not --depth-curve")
+        check_eval_options(max_steps=None, limit=limit, batch_size=batch_size, out=None)
+        find_checkpoint(Path(target))  # a wrong TARGET is said at once, before the accelerator starts
         curve = depth_curve(Path(target), overrides, depths, accelerator=make_accelerator(), split=split,
                             limit=limit, batch_size=batch_size, use_ema=not raw,
                             allow_other_store=allow_other_store, show_progress=not no_progress,
@@ -375,6 +378,8 @@ def eval_command(target: str, overrides: tuple[str, ...], split: str | None, hal
         return
     if metric is not None or out_dir is not None:
         raise UserError("--metric and --out-dir belong to --depth-curve")
+    check_eval_options(max_steps=max_steps, limit=limit, batch_size=batch_size, out=Path(out) if out else None)
+    find_checkpoint(Path(target))
     result = evaluate_checkpoint(Path(target), overrides, accelerator=make_accelerator(), split=split,
                                  max_steps=max_steps, limit=limit, batch_size=batch_size, use_ema=not raw,
                                  allow_other_store=allow_other_store, show_progress=not no_progress,

@@ -16,11 +16,11 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from trm import distributed
-from trm.build import build_run
 from trm.checkpoint import find_checkpoint
 from trm.config import dump_recipe, load_recipe
 from trm.errors import UserError
@@ -29,7 +29,9 @@ from trm.logs import chosen_trackers
 from trm.recipe import Recipe
 from trm.run_history import append_history, check_resume_overrides, check_store_options
 from trm.run_lock import RunLock
-from trm.train import Trainer
+
+if TYPE_CHECKING:
+    from trm.train import Trainer
 
 OVERRIDES_HELP = "key=value overrides (dotted paths, values parsed as YAML), e.g. optim.lr=3e-4 train.epochs=10"
 
@@ -74,6 +76,9 @@ def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume:
                  run_dir: str | None = None, show_progress: bool = True) -> dict[str, float]:
     """``trm run``: a new run from a recipe, or ``resume`` a run directory from its latest checkpoint."""
     started = time.perf_counter()  # metrics' wall_s counts from here: loading, building and compiling included
+    from trm.build import build_run  # torch's compiler comes with it: imported when a run starts, not for --help
+    from trm.train import Trainer
+
     if resume:
         return _resume(Path(resume), overrides, show_progress=show_progress)
     if recipe_path is None:
@@ -131,6 +136,9 @@ def check_run_dir(directory: Path) -> None:
 
 def _resume(directory: Path, overrides: tuple[str, ...], *, show_progress: bool) -> dict[str, float]:
     started = time.perf_counter()  # metrics' wall_s of the resumed part count from here
+    from trm.build import build_run
+    from trm.train import Trainer
+
     saved = directory / "recipe.yaml"
     if not directory.is_dir():
         raise UserError(f"{directory}: no such run directory")
