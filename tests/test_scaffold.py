@@ -32,10 +32,10 @@ def test_new_task_writes_a_package(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     root = Path("trm-my-task")
     for name in ("pyproject.toml", "README.md", "trm_my_task/__init__.py", "trm_my_task/task.py",
-                 "trm_my_task/evaluator.py", "recipes/cpu.yaml", "tests/test_my_task.py"):
+                 "trm_my_task/evaluator.py", "trm_my_task/recipes/cpu.yaml", "tests/test_my_task.py"):
         assert (root / name).is_file(), name
     assert 'my_task = "trm_my_task"' in (root / "pyproject.toml").read_text()
-    assert "pip install -e trm-my-task" in result.output
+    assert "pip install -e trm-my-task" in result.output and "trm run my_task:cpu" in result.output
 
 
 def test_new_task_refuses_bad_names_and_occupied_directories(tmp_path):
@@ -74,7 +74,7 @@ def test_scaffold_own_tests_pass(scaffolded):
 def test_scaffold_recipe_trains_and_evaluates_briefly(scaffolded, tmp_path):
     """The shipped recipe from another directory, cut to a few steps (the slow test below runs it whole)."""
     venv, package = scaffolded
-    result = venv.trm("run", str(package / "recipes" / "cpu.yaml"), "train.max_steps=4", "--no-progress",
+    result = venv.trm("run", "takuzu:cpu", "train.max_steps=4", "--no-progress",
                       "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     evaluations = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
@@ -85,9 +85,9 @@ def test_scaffold_recipe_trains_and_evaluates_briefly(scaffolded, tmp_path):
 
 @pytest.mark.slow
 def test_scaffold_recipe_runs_out_of_the_box(scaffolded, tmp_path):
-    """Exactly what the docs promise: `pip install -e DIR && trm run DIR/recipes/cpu.yaml`."""
+    """Exactly what the docs promise: `pip install -e DIR && trm run NAME:cpu`, and the file itself too."""
     venv, package = scaffolded
-    result = venv.trm("run", str(package / "recipes" / "cpu.yaml"), cwd=tmp_path)
+    result = venv.trm("run", str(package / "trm_takuzu" / "recipes" / "cpu.yaml"), cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert re.search(r"takuzu/cell_accuracy\s+0\.\d+", result.stdout)
     assert "run complete: 400 optimizer steps" in result.stdout

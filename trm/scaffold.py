@@ -3,8 +3,9 @@
 The package holds a small task that works as it is (one step of Conway's Game of Life on a small torus: a generator,
 typed options, augmentation by the grid's 8 symmetries with trm.symmetry, a test split that shares nothing with
 training by trm.heldout's convention), an
-evaluator, a CPU recipe and tests that use :mod:`trm.testing`. ``pip install -e DIR`` then
-``trm run DIR/recipes/cpu.yaml`` trains and evaluates it in a few minutes; the author then replaces the toy task with
+evaluator, a CPU recipe shipped inside the package (``trm_recipe_dirs``, docs/plugins.md "Shipping recipes") and
+tests that use :mod:`trm.testing`. ``pip install -e DIR`` then ``trm run NAME:cpu`` trains and evaluates it in a few
+minutes; the author then replaces the toy task with
 their own. docs/plugins.md ("Starting a new task") walks through the files.
 """
 
@@ -39,12 +40,19 @@ __NAME__ = "__PACKAGE__"
 
 [tool.setuptools]
 packages = ["__PACKAGE__"]
+
+# The recipes travel inside the package, so that `trm run __NAME__:cpu` finds them in any install.
+[tool.setuptools.package-data]
+__PACKAGE__ = ["recipes/*.yaml"]
 '''
 
 INIT = '''\
-"""The __NAME__ task plugin: registers the task and its evaluator with trm (see `trm plugins`, `trm list tasks`)."""
+"""The __NAME__ task plugin: registers the task, its evaluator and its recipes with trm (see `trm plugins`,
+`trm list tasks`, `trm recipes`)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from trm.hookspecs import hookimpl
 from trm.types import EvaluatorSpec, TaskDims, TaskSpec
@@ -80,6 +88,11 @@ def trm_evaluators():
             summary="board_accuracy, cell_accuracy and changed_cell_accuracy; writes the first wrong boards",
         )
     ]
+
+
+@hookimpl
+def trm_recipe_dirs():
+    return [Path(__file__).parent / "recipes"]  # recipes/cpu.yaml is the recipe `cpu`, or `__NAME__:cpu`
 '''
 
 TASK = '''\
@@ -254,13 +267,14 @@ def _side_by_side(inputs, labels, preds) -> str:
 RECIPE = '''\
 # A CPU-sized recipe for the __NAME__ task: trains and evaluates in a few minutes on a laptop.
 #   pip install -e __DIR__
-#   trm run __DIR__/recipes/cpu.yaml
-# The store is built on first use (data.build_if_missing), under the working directory.
+#   trm run __NAME__:cpu          (or the file itself: trm run __DIR__/__PACKAGE__/recipes/cpu.yaml)
+# The store is built on first use (data.build_if_missing), under the data root: ./data unless TRM_DATA_ROOT or
+# `trm --data-root DIR` says otherwise.
 description: __NAME__ on the CPU (scaffolded by `trm new task`)
 task:
   name: __NAME__
   options: {source: generate, size: 6, density: 0.35, num_train: 1000, num_test: 200, num_aug: 7, seed: 0}
-data: {store: data/__NAME__-cpu.zarr, build_if_missing: true}
+data: {store: __NAME__-cpu.zarr, build_if_missing: true}
 # A fixed, small grid: the MLP-mixer (one token-mixing MLP across positions) learns local rules much faster on a
 # CPU than attention does.
 backbone: {name: mlp_mixer, options: {layers: 2, expansion: 2.0}}
@@ -337,15 +351,15 @@ is one step of Conway's Game of Life on a small torus. Replace it with your own 
 pip install -e .                 # registers the `__NAME__` task and evaluator with trm
 trm plugins check __NAME__       # contracts: options, a tiny store, rendering, the evaluator
 pytest tests                     # the same checks, as tests
-trm run recipes/cpu.yaml         # trains and evaluates on the CPU in a few minutes
+trm run __NAME__:cpu             # trains and evaluates on the CPU in a few minutes
 ```
 
 Files:
 
 * `__PACKAGE__/task.py`: the options, the generator (`build`) and the renderer;
 * `__PACKAGE__/evaluator.py`: the evaluator (`update`, `compute`, `write`);
-* `__PACKAGE__/__init__.py`: the hooks that register both;
-* `recipes/cpu.yaml`: a CPU-sized recipe, with the reason for each value;
+* `__PACKAGE__/__init__.py`: the hooks that register both, and the recipe folder;
+* `__PACKAGE__/recipes/cpu.yaml`: a CPU-sized recipe (`trm run __NAME__:cpu`), with the reason for each value;
 * `tests/test___NAME__.py`: tests built on `trm.testing`.
 
 trm's docs/plugins.md is the reference for every field these files use.
@@ -367,7 +381,7 @@ def _files(name: str, directory: Path) -> dict[str, str]:
         f"{package}/__init__.py": fill(INIT),
         f"{package}/task.py": fill(TASK),
         f"{package}/evaluator.py": fill(EVALUATOR),
-        "recipes/cpu.yaml": fill(RECIPE),
+        f"{package}/recipes/cpu.yaml": fill(RECIPE),
         f"tests/test_{name}.py": fill(TESTS),
     }
 

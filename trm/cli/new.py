@@ -20,7 +20,7 @@ def new_task(name: str, directory: str | None) -> None:
 
     \b
     It works as it is (a small generated task with augmentation, an evaluator, a CPU recipe, tests):
-      pip install -e DIRECTORY && trm run DIRECTORY/recipes/cpu.yaml
+      pip install -e DIRECTORY && trm run NAME:cpu
     then replace the example task with yours (docs/plugins.md, "Starting a new task").
     """
     written = scaffold_task(name, directory)
@@ -31,4 +31,4 @@ def new_task(name: str, directory: str | None) -> None:
     click.echo("next:")
     click.echo(f"  pip install -e {root}")
     click.echo(f"  trm plugins check {name}")
-    click.echo(f"  trm run {root}/recipes/cpu.yaml")
+    click.echo(f"  trm run {name}:cpu")
