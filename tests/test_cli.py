@@ -24,6 +24,28 @@ def test_help_lists_the_main_commands():
         assert command in result.stdout
 
 
+def test_every_command_and_option_has_help():
+    """--help of every command, the plugins' commands included, explains each option (docs/cli.md is the long form)."""
+    import click
+
+    from trm.cli import cli
+
+    missing = []
+
+    def walk(command, path):
+        if isinstance(command, click.Group):
+            context = click.Context(command)
+            for name in command.list_commands(context):
+                walk(command.get_command(context, name), [*path, name])
+        if not (command.help or command.short_help):
+            missing.append(" ".join(path))
+        missing.extend(f"{' '.join(path)} {param.opts[0]}" for param in command.params
+                       if isinstance(param, click.Option) and not param.help and param.name != "help")
+
+    walk(cli, ["trm"])
+    assert not missing, f"without help: {missing}"
+
+
 def test_plugins_json_lists_builtins_with_distribution_and_hooks():
     result = trm("plugins", "--json")
     assert result.returncode == 0, result.stderr
