@@ -358,10 +358,11 @@ def test_convert_out_dot_is_refused_before_anything_is_written(tmp_path, monkeyp
 
 @pytest.mark.parametrize("command", [["eval", "runs/x"], ["bench", "--tiny"]])
 def test_json_out_that_is_a_directory_is_refused(tmp_path, command):
-    result = invoke(*command, "--out", tmp_path)  # click's usage error: usage, hint, then the one line that matters
+    result = invoke(*command, "--out", tmp_path)  # click's usage error, told in one line as trm's own are
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.stderr.strip().splitlines()[-1] == f"Error: Invalid value for '--out': File '{tmp_path}' is a " \
-                                                     "directory."
+    line = result.stderr.strip()  # CliRunner calls the program `cli`
+    assert line == (f"trm: error: Invalid value for '--out': File '{tmp_path}' is a directory; "
+                    f"see `cli {command[0]} --help`")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -435,3 +436,15 @@ def test_a_convert_identifiers_file_that_is_not_utf8_is_named(tmp_path):
     names.write_bytes(b'["<blank>", "caf\xe9"]')
     with pytest.raises(UserError, match=rf"^{names}: not UTF-8 text: byte 0xe9 at byte offset 16 \(line 1\)"):
         _identifier_names(names, None)
+
+
+def test_a_usage_mistake_is_one_line_naming_the_help():
+    """click prints usage, a hint and the message; trm says it in one line, as its other errors."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "trm", "eval", "runs/x", "--max-steps", "0"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == ("trm: error: Invalid value for '--max-steps': 0 is not in the range x>=1; "
+                                     "see `trm eval --help`")

@@ -96,6 +96,28 @@ class TrmGroup(click.Group):
             self.commands[name] = command
         return super().get_command(ctx, name)
 
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """click's main, with a usage mistake (a bad option value, a missing argument) told in one line.
+
+        click would print the usage, a hint and the message on three lines; trm's other errors are one line
+        naming what was wrong, and so are these (the command's --help is named in the line)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as error:
+            where = f"; see `{error.ctx.command_path} --help`" if error.ctx is not None else ""
+            click.echo(f"trm: error: {error.format_message().rstrip('.')}{where}", err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
