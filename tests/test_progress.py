@@ -75,4 +75,4 @@ def test_a_store_build_logged_to_a_file_has_no_carriage_returns(tmp_path):
         capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stderr
-    assert any(line.startswith("train: 100% ") for line in result.stderr.splitlines()), result.stderr
+    assert any(line.startswith("build train: 100% ") for line in result.stderr.splitlines()), result.stderr

@@ -38,9 +38,11 @@ def open_recipe_store(recipe: Recipe, *, build: bool = True, show_progress: bool
     path = Path(recipe.data.store)
     if not path.exists():
         if not (build and recipe.data.build_if_missing):
+            # data.build_if_missing is the remedy only where a store may be built (trm run); elsewhere it is not
+            alternative = " or set data.build_if_missing: true" if build else ""
             raise UserError(
-                f"{path}: dataset store not found; build it with `trm augment {recipe.task.name} --out {path} ...` "
-                "or set data.build_if_missing: true"
+                f"{path}: dataset store not found; build it with `trm augment {recipe.task.name} --out {path} ...`"
+                f"{alternative}"
             )
         task = registry("tasks").get(recipe.task.name)
         options = resolve_task_options(recipe.task.options, show_progress=show_progress)  # source: fetch:NAME

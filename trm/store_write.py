@@ -221,7 +221,9 @@ class DatasetWriter:
         not to show progress)."""
         from trm.progress import progress_bar
 
-        return progress_bar(iterable, total=total, desc=desc, disable=not self.show_progress, leave=False)
+        # "build train", not "train": the training run's own bar comes next and is called "train"
+        shown = f"build {desc}" if desc else "build"
+        return progress_bar(iterable, total=total, desc=shown, disable=not self.show_progress, leave=False)
 
     def finish(self, metadata: dict[str, Any]) -> dict[str, Any]:
         """Close every split, write names and extras, and set the metadata with the completion marker last."""
