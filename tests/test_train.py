@@ -242,7 +242,8 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(tmp_pa
     resumed = trm("run", "--resume", str(tmp_path / "cut"), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_records(train_records(tmp_path / "cut"), train_records(tmp_path / "straight"))
-    assert "run complete: 12 optimizer steps" in resumed.stdout
+    assert "run complete: 12 optimizer steps (5 in this session, resumed at step 7) in " in resumed.stdout
+    assert "run complete: 12 optimizer steps in " in straight.stdout
     terminated = trm("run", str(recipe), "--run-dir", str(tmp_path / "term"), "--no-progress",
                      fault_at=(3, "TERM"))  # a scheduler's stop
     assert terminated.returncode == 143 and "stopped at step 3 of 12" in terminated.stderr

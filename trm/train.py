@@ -83,6 +83,7 @@ class Trainer:
         self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.is_main)
         self.evaluators = None
         self.resumed = False
+        self.first_step = 0  # the step this session started from (a resumed run's checkpoint)
         self.stop_signal: int | None = None  # SIGINT/SIGTERM received by this process (trm/train.py _catch_stop)
         self.stop_agreed = False  # every process knows of a stop request (at once with one process)
 
@@ -301,8 +302,11 @@ class Trainer:
     def _print_summary(self, seconds: float) -> None:
         minutes, secs = divmod(int(seconds), 60)
         hours, minutes = divmod(minutes, 60)
-        lines = [f"run complete: {self.step} optimizer steps in {hours}:{minutes:02d}:{secs:02d}" if not self.pending_eval
-                 else f"run complete: {self.step} optimizer steps (final evaluation run again)",
+        # A resumed run says how much of it this session did: the time below is this session's only
+        this_session = (f" ({self.step - self.first_step} in this session, resumed at step {self.first_step})"
+                        if self.first_step else "")
+        lines = [f"run complete: {self.step} optimizer steps{this_session} in {hours}:{minutes:02d}:{secs:02d}"
+                 if not self.pending_eval else f"run complete: {self.step} optimizer steps (final evaluation run again)",
                  f"  checkpoint: {find_checkpoint(self.run_dir)}",
                  f"  metrics:    {self.run_dir / 'metrics.jsonl'}"]
         curves = self.run_dir / "curves.png"
@@ -453,6 +457,7 @@ class Trainer:
             self.sparse_opt.load_state_dict(parts["optim"]["sparse"])
         self.loader.load_state_dict(state["loader"])
         self.step = state["step"]
+        self.first_step = self.step
         self.eval_step = state.get("eval_step")
         # Its evaluation record is written last, so a checkpoint whose evaluation was due has none if it failed.
         self.pending_eval = self.eval_step == self.step and self.step not in self._evaluated_steps()
