@@ -98,7 +98,7 @@ def _render(task: Any, tokens: Any, context: Any) -> str:
 
 def describe_steps(solved: Any, halting: str) -> str:
     how = "stopped early: the halting head said halt" if solved.halted_early else (
-        "ran to --max-steps" if halting == "adaptive" else "fixed depth")
+        "ran to the depth cap, the halting head never said halt" if halting == "adaptive" else "fixed depth")
     line = f"steps: {solved.steps} of {solved.max_steps} ({how}); halting confidence {solved.confidence:.3f} " \
            f"(q_halt {solved.q_halt:+.2f})"
     if len(solved.puzzle.inputs) > 1:
