@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import click
@@ -91,5 +92,6 @@ def recipe_show(recipe: str, overrides: tuple[str, ...], no_summary: bool) -> No
             click.echo(f"# {line}")
 
 
-recipe_validate.help = (recipe_validate.help or "") + "\n\nOVERRIDES: " + OVERRIDES_HELP
-recipe_show.help = (recipe_show.help or "") + "\n\nOVERRIDES: " + OVERRIDES_HELP
+# cleandoc first: click dedents a docstring only when it formats it whole, and this one gets a paragraph added
+recipe_validate.help = inspect.cleandoc(recipe_validate.help or "") + "\n\nOVERRIDES: " + OVERRIDES_HELP
+recipe_show.help = inspect.cleandoc(recipe_show.help or "") + "\n\nOVERRIDES: " + OVERRIDES_HELP
