@@ -118,7 +118,14 @@ class Trainer:
         size = self.store.split(recipe.eval.split).num_examples
         subset = f"a fixed subset of {min(recipe.eval.limit, size)} of {size}" if recipe.eval.limit else f"all {size}"
         when = f"every {recipe.eval.every} epochs and at the end" if recipe.eval.every else "at the end"
-        return f"{when}, on {subset} '{recipe.eval.split}' examples"
+        cap = recipe.eval.max_steps or self.halting.max_steps  # the halting plan line shows training's rule
+        if recipe.eval.halting == "fixed":
+            how = f"a fixed {cap} supervision steps"
+        else:
+            rule = (f"halt when the confidence exceeds {recipe.eval.halt_threshold}"
+                    if recipe.eval.halt_threshold is not None else "halt by the halting rule")
+            how = f"adaptive ({rule}), at most {cap} supervision steps"
+        return f"{when}, on {subset} '{recipe.eval.split}' examples; {how}"
 
     # ---- one optimizer step ---------------------------------------------------------------------------------
     def _micro_batches(self, batch: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
