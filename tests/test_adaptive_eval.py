@@ -311,3 +311,86 @@ def test_the_compiled_model_keeps_static_shapes_from_training_to_evaluation():
     finally:
         torch._dynamo.reset()
     assert len(graphs) >= 2 and all(kind == "static" for graph in graphs for kind in graph), graphs
+
+
+def test_the_depth_curve_picture_labels_its_x_ticks_with_the_depths(monkeypatch, tmp_path):
+    """The log x axis said 10^0, 2x10^0, 3x10^0, 4x10^0 for depths 1,2,4: its ticks are now the depths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from trm.cli.evaluate import plot_depth_curve
+
+    labels, close = [], plt.close
+
+    def recording_close(figure=None):
+        figure.canvas.draw()
+        for axes in figure.axes:
+            labels.append(([t.get_text() for t in axes.get_xticklabels()],
+                           [t.get_text() for t in axes.get_xticklabels(minor=True) if t.get_text()]))
+        close(figure)
+
+    monkeypatch.setattr(plt, "close", recording_close)
+    rows = [{"halting": "fixed", "depth": depth, "metric": "exact_match/exact_accuracy", "value": 0.1 * depth,
+             "mean_steps": depth, "p90_steps": depth, "puzzles_per_s": 100 / depth, "examples": 8}
+            for depth in (1, 2, 4)]
+    rows.append({"halting": "adaptive", "depth": 4, "metric": "exact_match/exact_accuracy", "value": 0.35,
+                 "mean_steps": 2.6, "p90_steps": 4, "puzzles_per_s": 40, "examples": 8})
+    assert plot_depth_curve(rows, tmp_path / "curve.png") == tmp_path / "curve.png"
+    assert labels == [(["1", "2", "4"], []), (["1", "2", "4"], [])]
+
+
+@pytest.mark.parametrize("value, shown", [("1,x,4", "'x' is not a whole number"), ("0,4", "step counts >= 1")])
+def test_a_bad_depth_curve_names_the_option_and_the_value(value, shown, tmp_path):
+    from click.testing import CliRunner
+
+    from trm.cli import cli
+
+    result = CliRunner().invoke(cli, ["eval", str(tmp_path), "--depth-curve", value])
+    assert result.exit_code == 2, result.output
+    assert "--depth-curve" in result.output and repr(value) in result.output and shown in result.output
+    assert "Traceback" not in result.output
+
+
+def test_describe_evaluation_says_the_checkpoint_weights_split_and_stop_rule():
+    from trm.cli.evaluate import describe_evaluation
+
+    report = {"checkpoint": "runs/x/checkpoints/step_1125", "weights": "ema", "split": "test", "halting": "adaptive",
+              "step_cap": 16, "halt_threshold": 0.9, "metrics": {"eval/examples": 500.0}}
+    assert describe_evaluation(report) == ("checkpoint runs/x/checkpoints/step_1125 (EMA weights), split 'test', "
+                                           "500 examples: adaptive halting (halt when confidence > 0.9), at most 16 steps")
+    plain = {**report, "halt_threshold": None, "weights": "live"}
+    assert describe_evaluation(plain).endswith("(live weights), split 'test', 500 examples: adaptive halting "
+                                               "(halt by the halting strategy's rule), at most 16 steps")
+    fixed = {**report, "halting": "fixed", "halt_threshold": None, "step_cap": 1}
+    assert describe_evaluation(fixed).endswith("500 examples: fixed 1 step")
+
+
+def test_trm_eval_says_what_it_evaluated_and_a_missing_split_lists_the_splits(tiny_sudoku_run, tmp_path):
+    """The first line names the checkpoint, weights, split, examples and stop rule actually used; a fixed-depth
+    report records no threshold (the recipe's 0.95 is for adaptive halting); a split the store lacks is named
+    with the ones it has, before the model is loaded."""
+    import json
+
+    from tiny_runs import trm
+
+    checkpoint = sorted((tiny_sudoku_run / "checkpoints").glob("step_*"))[-1]
+    fixed = trm("eval", str(tiny_sudoku_run), "--halting", "fixed", "--max-steps", "3", "--limit", "16",
+                "--no-progress", "--out", str(tmp_path / "fixed.json"))
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    assert fixed.stdout.splitlines()[0] == (f"checkpoint {checkpoint} (EMA weights), split 'test', 16 examples: "
+                                            "fixed 3 steps")
+    report = json.loads((tmp_path / "fixed.json").read_text())
+    assert report["halting"] == "fixed" and report["step_cap"] == 3 and report["halt_threshold"] is None
+    assert {"puzzles_per_s", "mean_steps", "p90_steps", "max_steps", "step_cap"} <= set(report)
+    adaptive = trm("eval", str(tiny_sudoku_run), "--limit", "16", "--no-progress", "--out", str(tmp_path / "a.json"))
+    assert adaptive.returncode == 0, adaptive.stderr[-3000:]
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert adaptive.stdout.splitlines()[0] == (
+        f"checkpoint {checkpoint} (EMA weights), split 'test', 16 examples: adaptive halting (halt when confidence "
+        f"> {report['halt_threshold']:g}), at most {report['step_cap']} steps")
+    assert report["halt_threshold"] == 0.95  # the recipe's eval.halt_threshold (recipes/quickstart_4x4.yaml)
+    missing = trm("eval", str(tiny_sudoku_run), "--split", "validation", "--no-progress")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "has no 'validation' split (it has: test, train)" in missing.stderr

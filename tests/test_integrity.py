@@ -65,7 +65,7 @@ def test_trm_eval_puzzle_ids_blank_reports_the_drop_beside_the_normal_result(tin
     result = trm("eval", str(tiny_sudoku_run), "--puzzle-ids", "blank", "--limit", "32", "--out", str(out),
                  "--no-progress")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.splitlines()[0].split() == ["metric", "normal", "blank", "ids", "drop"]
+    assert result.stdout.splitlines()[1].split() == ["metric", "normal", "blank", "ids", "drop"]
     report = json.loads(out.read_text())
     replaced = report["puzzle_ids"]
     assert replaced["mode"] == "blank"

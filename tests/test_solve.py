@@ -447,3 +447,57 @@ def test_a_halt_threshold_with_fixed_halting_is_refused_in_one_line(command, tmp
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert "--halt-threshold 0.9: it applies to --halting adaptive only" in result.output
+
+
+@pytest.fixture
+def closed_figures(monkeypatch):
+    """Every figure handed to pyplot.close, drawn first, so that its artists can be measured."""
+    from trm.trajectory import pyplot
+
+    plt = pyplot()
+    figures, close = [], plt.close
+
+    def recording_close(figure=None):
+        figure.canvas.draw()
+        title = figure._suptitle
+        box = title.get_window_extent()  # measured before closing, while the figure has its Agg canvas
+        figures.append((title.get_text(), box.x0, box.x1, figure.bbox.width))
+        close(figure)
+
+    monkeypatch.setattr(plt, "close", recording_close)
+    return figures
+
+
+def _title_inside(drawn) -> bool:
+    _, left, right, width = drawn
+    return left >= 0 and right <= width
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_the_trajectory_title_fits_the_figure_however_few_panels(steps, closed_figures, tmp_path):
+    """A model that halts after one step drew two panels under a one-line title wider than the figure (cut on both
+    sides); the title now wraps where it must, and wide figures keep it on one line."""
+    from trm.trajectory import draw_trajectory
+
+    task = TaskSpec("plain", object, lambda o, w: None, "a third-party task with no drawing")
+    context = SolveContext(seq_len=16, vocab_size=6, identifier_names=None, task_options=None)
+    trajectory = np.tile(np.arange(16) % 6, (steps, 1))
+    draw_trajectory(tmp_path / "t.png", task, context, np.zeros(16, dtype=int), trajectory, [0.5] * steps,
+                    max_steps=16, title=f"3..4.4.....1..3.: {steps} of 16 steps (adaptive halting)")
+    (drawn,) = closed_figures
+    assert _title_inside(drawn), drawn
+    text = drawn[0]
+    assert "cells changed by the step" in text and f"{steps} of 16 steps" in text.replace("\n", " ")
+    assert ("\n" in text) == (steps == 1)  # two panels: too narrow for one line; four: wide enough
+
+
+def test_the_trajectory_gif_title_fits_its_frame(closed_figures, tmp_path):
+    from trm.trajectory import draw_trajectory
+
+    task = TaskSpec("plain", object, lambda o, w: None, "a third-party task with no drawing")
+    context = SolveContext(seq_len=9, vocab_size=4, identifier_names=None, task_options=None)
+    draw_trajectory(tmp_path / "t.gif", task, context, np.zeros(9, dtype=int), np.ones((2, 9), dtype=int),
+                    [0.5, 1.5], max_steps=16,
+                    title="a-rather-long-file-name-of-puzzles.txt line 12: 2 of 16 steps (adaptive halting)")
+    (drawn,) = closed_figures
+    assert _title_inside(drawn), drawn

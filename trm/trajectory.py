@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -21,6 +22,8 @@ from trm.types import SolveContext
 PICTURE_SUFFIXES = (".png", ".gif")
 HIGHLIGHT = "#ff7f0e"  # changed cells: an orange outline, visible on light and dark cells
 MAX_COLUMNS = 8
+LEGEND = "(outlined: cells changed by the step)"
+TITLE_LINE_INCHES = 0.2  # the height one more line of a figure title takes at fontsize 10
 
 
 def pyplot() -> Any:
@@ -94,6 +97,26 @@ def panels(inputs: Any, steps: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarr
     return shown
 
 
+def fit_title(figure: Any, parts: Sequence[str], *, fontsize: float = 10, margin: float = 0.96) -> Any:
+    """``figure.suptitle`` of ``parts`` that fits within ``margin`` of the figure's width: on one line when it fits,
+    else one part a line, else each part wrapped (textwrap) until the widest line fits. Returns the title artist."""
+    parts = [part for part in parts if part]
+    title = figure.suptitle("   ".join(parts), fontsize=fontsize)
+    room = figure.bbox.width * margin
+
+    def fits() -> bool:
+        return title.get_window_extent().width <= room  # measured with the figure's renderer
+
+    if fits():
+        return title
+    title.set_text("\n".join(parts))
+    width = max(len(part) for part in parts)
+    while not fits() and width > 8:
+        width = max(8, int(width * 0.9))
+        title.set_text("\n".join(line for part in parts for line in textwrap.wrap(part, width)))
+    return title
+
+
 def step_title(step: int, q_halt: float, halted: bool) -> str:
     return f"step {step}{' (halt)' if halted else ''}\nq_halt {q_halt:+.2f}"
 
@@ -143,7 +166,10 @@ def _write_png(target: Path, plt: Any, draw: Callable[..., None], context: Solve
         _plain(panel)
     for panel in axes[count:]:
         panel.axis("off")
-    figure.suptitle(f"{heading}   (outlined: cells changed by the step)", fontsize=10)
+    title = fit_title(figure, [heading, LEGEND], fontsize=10)
+    extra = title.get_text().count("\n")  # a wrapped title gets the height of its further lines
+    if extra:
+        figure.set_size_inches(figure.get_figwidth(), figure.get_figheight() + extra * TITLE_LINE_INCHES)
     figure.tight_layout()
     figure.savefig(target, dpi=100, format="png")
     plt.close(figure)
@@ -156,6 +182,7 @@ def _write_gif(target: Path, plt: Any, draw: Callable[..., None], context: Solve
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(5.2, 3.2))
     writer = PillowWriter(fps=fps)
+    heading = fit_title(figure, [heading], fontsize=10).get_text()  # wrapped to the frame's width
     with writer.saving(figure, str(target), dpi=100):
         for index, (tokens, changed) in enumerate(shown):
             left.clear()

@@ -106,6 +106,9 @@ def load_evaluation(target: Path, overrides: tuple[str, ...], *, accelerator: Ac
         ))
     store = open_recipe_store(recipe, build=False)
     info = store.info
+    if not store.has_split(recipe.eval.split):  # said before the model is loaded, with the splits there are
+        have = ", ".join(sorted(info.splits)) or "none"
+        raise UserError(f"{recipe.data.store}: has no '{recipe.eval.split}' split (it has: {have})")
     model, parts = load_trained_model(checkpoint, recipe, info.dims, accelerator.device, use_ema=use_ema)
     trained_on = parts["state"]["fingerprint"]
     if trained_on != info.fingerprint and not allow_other_store:
@@ -113,8 +116,6 @@ def load_evaluation(target: Path, overrides: tuple[str, ...], *, accelerator: Ac
             f"{checkpoint}: trained on a dataset with fingerprint {trained_on}, but {recipe.data.store} has "
             f"{info.fingerprint}; pass --allow-other-store to evaluate on it anyway"
         )
-    if not store.has_split(recipe.eval.split):
-        raise UserError(f"{recipe.data.store}: has no '{recipe.eval.split}' split")
     if use_ema and parts["ema"] is None and accelerator.is_main_process:
         why = ("the run trained without EMA (train.ema: null)" if recipe.train.ema is None
                else "it is missing (the run's recipe has train.ema, so the checkpoint is incomplete)")
@@ -153,6 +154,8 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, accelerator
         mapping = identifier_mapping(puzzle_ids, store.info.num_puzzle_identifiers, train_ids, loaded.recipe.train.seed)
     recipe, parts = loaded.recipe, loaded.parts
     halting, max_steps, halt_threshold = eval_settings(recipe.eval, halting, max_steps, halt_threshold)
+    if halting == "fixed":  # no threshold applies (the recipe's eval.halt_threshold is for adaptive halting)
+        halt_threshold = None
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     artefacts = loaded.run_dir / "eval" / f"trm-eval-step_{loaded.step}-{stamp}"
     metrics, evaluators = loaded.evaluate(halting=halting, max_steps=max_steps, halt_threshold=halt_threshold,
@@ -196,6 +199,23 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, accelerator
     with loaded.guard(f"the results are written to {out}"), part("hook trm_after_eval"):
         get_host().pm.hook.trm_after_eval(recipe=recipe, run_dir=loaded.run_dir, step=loaded.step, metrics=metrics)
     return metrics, out, written
+
+
+def describe_evaluation(report: dict[str, Any]) -> str:
+    """The line ``trm eval`` prints before its table: what was evaluated, on what, with which stop rule."""
+    weights = "EMA weights" if report["weights"] == "ema" else "live weights"
+    examples = int(report["metrics"].get("eval/examples", 0))
+    cap = report["step_cap"]
+    steps = f"{cap} step{'s' if cap != 1 else ''}"
+    if report["halting"] == "fixed":
+        rule = f"fixed {steps}"
+    else:
+        threshold = report["halt_threshold"]
+        # None: the strategy's own rule (q_halt > 0 for act_q, q_halt > q_continue for act_q_continue)
+        when = "by the halting strategy's rule" if threshold is None else f"when confidence > {threshold:g}"
+        rule = f"adaptive halting (halt {when}), at most {steps}"
+    return (f"checkpoint {report['checkpoint']} ({weights}), split '{report['split']}', "
+            f"{examples} example{'s' if examples != 1 else ''}: {rule}")
 
 
 def headline_metric(metrics: dict[str, float], wanted: str | None = None) -> str:
@@ -261,37 +281,55 @@ def plot_depth_curve(rows: list[dict[str, Any]], path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    figure = depth_curve_figure(plt, rows)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def depth_curve_figure(plt: Any, rows: list[dict[str, Any]]) -> Any:
+    """The depth curve's figure (two axes); its x ticks are the evaluated depths, as plain integers."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
     fixed = [row for row in rows if row["halting"] == "fixed"]
     adaptive = [row for row in rows if row["halting"] == "adaptive"]
+    depths = sorted({row["depth"] for row in rows})
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     metric = rows[0]["metric"]
     left.plot([r["depth"] for r in fixed], [r["value"] for r in fixed], "o-", label="fixed depth")
     left.plot([r["mean_steps"] for r in adaptive], [r["value"] for r in adaptive], "r*", markersize=14,
               label=f"adaptive (cap {adaptive[0]['depth']}), at its mean steps" if adaptive else "adaptive")
     left.set(xscale="log", xlabel="supervision steps", ylabel=metric, title=f"{metric} against depth")
-    left.grid(alpha=0.3)
-    left.legend()
     right.plot([r["depth"] for r in fixed], [r["puzzles_per_s"] for r in fixed], "o-", label="fixed depth")
     right.plot([r["mean_steps"] for r in adaptive], [r["puzzles_per_s"] for r in adaptive], "r*", markersize=14,
                label="adaptive")
     right.set(xscale="log", yscale="log", xlabel="supervision steps", ylabel="puzzles / s", title="throughput")
-    right.grid(alpha=0.3)
-    right.legend()
+    for axes in (left, right):
+        # the depths themselves as ticks (1, 2, 4, ...), not the log axis's 10^0, 2x10^0, ...
+        axes.xaxis.set_major_locator(FixedLocator(depths))
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes.xaxis.set_minor_locator(NullLocator())
+        axes.xaxis.set_minor_formatter(NullFormatter())
+        axes.grid(alpha=0.3)
+        axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return figure
 
 
 def _depths(value: str | None) -> list[int] | None:
     if value is None:
         return None
-    try:
-        depths = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated step counts such as 1,2,4,8,16 (got {value!r})") from None
+    depths = []
+    for part in (part.strip() for part in value.split(",")):
+        if not part:
+            continue
+        try:
+            depths.append(int(part))
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated step counts such as 1,2,4,8,16 (got {value!r}: "
+                                     f"{part!r} is not a whole number)", param_hint="--depth-curve") from None
     if not depths or min(depths) < 1:
-        raise click.BadParameter(f"expected step counts >= 1 (got {value!r})")
+        raise click.BadParameter(f"expected step counts >= 1 (got {value!r})", param_hint="--depth-curve")
     return depths
 
 
@@ -388,7 +426,9 @@ def eval_command(target: str, overrides: tuple[str, ...], split: str | None, hal
     if result is None:
         return
     metrics, written, artefacts = result
-    replaced = json.loads(written.read_text()).get("puzzle_ids")
+    report = json.loads(written.read_text())
+    click.echo(describe_evaluation(report))
+    replaced = report.get("puzzle_ids")
     if replaced is not None:
         from trm.integrity import format_comparison
 
