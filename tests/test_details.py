@@ -119,3 +119,13 @@ def test_the_cpu_starting_recipe_in_recipes_md_is_valid(tmp_path):
     for key in ("backbone", "max_steps", "hidden_size", "h_cycles", "puzzle_emb_len", "lr", "weight_decay",
                 "warmup_steps", "global_batch_size", "ema", "epochs", "eval.every", "log_every"):
         assert key in explained, key
+
+
+def test_trm_runs_shows_a_plugin_evaluators_own_metric_when_there_is_no_exact_accuracy():
+    from trm.cli.runs import headline
+
+    record = {"kind": "eval", "step": 400, "takuzu/board_accuracy": 0.175, "takuzu/cell_accuracy": 0.94,
+              "takuzu/examples": 200.0, "eval/puzzles_per_s": 50.0}
+    assert headline(record) == "takuzu/board_accuracy=0.1750"
+    assert headline({**record, "exact_match/exact_accuracy": 0.5}) == "exact_match/exact_accuracy=0.5000"
+    assert headline({"kind": "eval", "step": 3, "eval/examples": 4.0}) == "-"

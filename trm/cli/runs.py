@@ -21,6 +21,9 @@ def headline(metrics: dict[str, Any]) -> str:
     """``name=value`` of the most telling metric of an evaluation record, or '-'."""
     keys = [key for key in HEADLINE if key in metrics]
     keys += sorted(key for key in metrics if key.endswith("exact_accuracy") and key not in keys)
+    if not keys:  # a plugin's evaluator with metrics of its own names (board_accuracy, ...): its first one
+        keys = [key for key in metrics if "/" in key and not key.startswith("eval/") and not key.endswith("/examples")
+                and isinstance(metrics[key], (int, float))][:1]
     if not keys:
         return "-"
     value = metrics[keys[0]]
