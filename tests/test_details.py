@@ -129,3 +129,16 @@ def test_trm_runs_shows_a_plugin_evaluators_own_metric_when_there_is_no_exact_ac
     assert headline(record) == "takuzu/board_accuracy=0.1750"
     assert headline({**record, "exact_match/exact_accuracy": 0.5}) == "exact_match/exact_accuracy=0.5000"
     assert headline({"kind": "eval", "step": 3, "eval/examples": 4.0}) == "-"
+
+
+def test_a_plugin_recipe_names_its_run_directory_after_the_plugin(tmp_path, monkeypatch):
+    import trm.recipe_catalog as catalog
+    from trm.cli.train import _recipe_label
+
+    ours, theirs = tmp_path / "recipes", tmp_path / "site" / "trm_takuzu" / "recipes"
+    theirs.mkdir(parents=True)
+    monkeypatch.setattr(catalog, "recipe_dirs", lambda host=None: [("trm", ours), ("takuzu", theirs)])
+    assert _recipe_label(theirs / "cpu.yaml") == "takuzu-cpu"  # every plugin's CPU recipe is a cpu.yaml
+    assert _recipe_label(theirs / "takuzu_big.yaml") == "takuzu_big"
+    assert _recipe_label(ours / "quickstart.yaml") == "quickstart"
+    assert _recipe_label(tmp_path / "mine.yaml") == "mine"

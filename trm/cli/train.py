@@ -68,8 +68,20 @@ def run(recipe: str | None, overrides: tuple[str, ...], resume: str | None, run_
 
 
 def new_run_dir(recipe_path: Path, recipe: Recipe) -> Path:
-    name = recipe.run.name or f"{recipe_path.stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    name = recipe.run.name or f"{_recipe_label(recipe_path)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     return Path(recipe.run.dir) / name
+
+
+def _recipe_label(recipe_path: Path) -> str:
+    """The run directory's name before its time: the recipe's file name, prefixed with the plugin that ships it
+    (every plugin's CPU recipe is a cpu.yaml: takuzu-cpu-<time>, not cpu-<time>)."""
+    from trm.recipe_catalog import BUILTIN, recipe_dirs
+
+    resolved = recipe_path.resolve()
+    for origin, folder in recipe_dirs():
+        if origin != BUILTIN and resolved.parent == folder.resolve() and not recipe_path.stem.startswith(origin):
+            return f"{origin}-{recipe_path.stem}"
+    return recipe_path.stem
 
 
 def run_training(recipe_path: str | None, overrides: tuple[str, ...], *, resume: str | None = None,
