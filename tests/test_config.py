@@ -144,3 +144,17 @@ def test_structure_options_reports_every_problem():
         config.structure_options(FakeOptions, {"width": "x", "mood": 1}, "$.options")
     assert err.value.problems == ["$.options.width: expected int, got str 'x'",
                                   "$.options.mood: unknown key (did you mean 'mode'?)"]
+
+
+def test_an_override_that_changes_the_task_says_the_files_options_are_the_other_tasks():
+    from conftest import REPO
+
+    from trm.config import RecipeError, load_recipe
+
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(REPO / "recipes" / "quickstart.yaml", ["task.name=maze"])
+    first = caught.value.problems[0]
+    assert "$.task.options." in first and "unknown key" in first
+    assert first.endswith("the override 'task.name=maze' changed the task but not the file's task.options, written "
+                          "for the other one: replace them too, e.g. 'task.options={}'")
+    load_recipe(REPO / "recipes" / "quickstart.yaml", ["task.name=maze", "task.options={}"])  # the remedy works

@@ -304,6 +304,14 @@ def _attribute(problem: str, path: Path, overrides: Sequence[str]) -> str:
         key = "$." + item.partition("=")[0].strip()
         if where == key or (where.startswith(key) and where[len(key)] in ".["):
             return f"command line, override {item!r}: {problem}"
+    section = where[2:].partition(".")[0] if where.startswith("$.") else ""
+    if where.startswith(f"$.{section}.options"):
+        for item in reversed(overrides):
+            if item.partition("=")[0].strip() == f"{section}.name":
+                # the file's options belong to the plugin it names, not to the one the command line chose
+                return (f"{path}: {problem}; the override {item!r} changed the {section} but not the file's "
+                        f"{section}.options, written for the other one: replace them too, e.g. "
+                        f"'{section}.options={{}}'")
     return f"{path}: {problem}"
 
 
