@@ -22,6 +22,9 @@ def new_task(name: str, directory: str | None) -> None:
     It works as it is (a small generated task with augmentation, an evaluator, a CPU recipe, tests):
       pip install -e DIRECTORY && trm run NAME:cpu
     then replace the example task with yours (docs/plugins.md, "Starting a new task").
+
+    NAME: lower-case letters, digits and '_', starting with a letter (it becomes the package trm_NAME); not a
+    Python keyword and not the name of an installed task.
     """
     written = scaffold_task(name, directory)
     root = written[0].parent
