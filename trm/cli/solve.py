@@ -176,7 +176,7 @@ def solve(target: str, puzzle: str, halting: str | None, max_steps: int | None, 
               text rows, or a CSV source,question,answer,rating
       maze    a text file in the Maze-Hard characters (# wall, space or . open, S start, G goal), or a CSV
       arc     a task id the model was trained on, or a Kaggle-format task JSON of such a task
-    other   what the task plugin's read_puzzles reads (see its docs; docs/plugins.md, TaskSpec)
+      other   what the task plugin's read_puzzles reads (see its docs; docs/plugins.md, TaskSpec)
     A file of several puzzles is solved in batches with a progress bar. Exit 2 when the model cannot take it.
     """
     from tqdm.auto import tqdm
