@@ -62,12 +62,15 @@ def plugins_command(ctx: click.Context, as_json: bool, recipe: str | None) -> No
         return
     if not rows:
         click.echo("no plugins loaded")
-    for row in rows:
-        dist = f"{row['distribution']} {row['version']}" if row["distribution"] else row["origin"]
-        click.echo(f"{row['name']:<16} {dist:<16} {row['module']}")
-        click.echo(f"{'':<16} hooks: {', '.join(row['hooks'])}")
+    shown = [(row, f"{row['distribution']} {row['version']}" if row["distribution"] else row["origin"]) for row in rows]
+    # columns as wide as their longest entry (two spaces apart), so that a long name or distribution stays apart
+    name_width = max([16, *(len(row["name"]) + 1 for row in rows), *(len(row["name"]) + 1 for row in failed)])
+    dist_width = max([16, *(len(dist) + 1 for _, dist in shown)])
+    for row, dist in shown:
+        click.echo(f"{row['name']:<{name_width}} {dist:<{dist_width}} {row['module']}")
+        click.echo(f"{'':<{name_width}} hooks: {', '.join(row['hooks'])}")
     for row in failed:
-        click.echo(f"{row['name']:<16} FAILED: {row['error']}")
+        click.echo(f"{row['name']:<{name_width}} FAILED: {row['error']}")
 
 
 
