@@ -158,6 +158,9 @@ def test_sudoku_check_answer_applies_the_rules():
     blank = right.copy()
     blank[5] = 1
     assert "not digits" in check_answer(puzzle, blank)[1]
+    (impossible,) = read_puzzles("11..............", sudoku_context())  # row 1 gives 1 twice: nothing can be valid
+    assert check_answer(impossible, right) == (False, "the puzzle itself breaks the rules: row 1 gives the digit 1 "
+                                                      "twice, so it has no solution")
 
 
 # ---- the command on a trained model ---------------------------------------------------------------------------

@@ -108,6 +108,9 @@ def check_answer(puzzle: Puzzle, tokens: Any) -> tuple[bool, str]:
     answer = np.asarray(tokens).ravel()
     question = np.asarray(puzzle.inputs[0]).ravel()
     size = math.isqrt(len(answer))
+    clash = _clashing_givens(question, size)
+    if clash:  # no answer can keep these givens and the rules: say so, not that the model changed a digit
+        return False, f"the puzzle itself breaks the rules: {clash}, so it has no solution"
     if np.any((answer < 2) | (answer > size + 1)):
         return False, f"{int(np.sum((answer < 2) | (answer > size + 1)))} cells are not digits 1-{size}"
     given = question != BLANK_TOKEN
@@ -119,6 +122,18 @@ def check_answer(puzzle: Puzzle, tokens: Any) -> tuple[bool, str]:
         if len(set(answer[list(unit)].tolist())) != size:
             return False, f"{kind} {number} repeats a digit"
     return True, "every row, column and box holds each digit once, givens kept"
+
+
+def _clashing_givens(question: np.ndarray, size: int) -> str:
+    """'row 1 gives the digit 1 twice' for the first unit whose given digits repeat, else ''."""
+    units, _ = geometry(size)
+    kinds = ["row"] * size + ["column"] * size + ["box"] * size
+    for index, unit in enumerate(units):
+        digits = [int(t) - 1 for t in question[list(unit)] if t != BLANK_TOKEN]
+        repeated = sorted({d for d in digits if digits.count(d) > 1})
+        if repeated:
+            return f"{kinds[index]} {index % size + 1} gives the digit {repeated[0]} twice"
+    return ""
 
 
 def draw(axes: Any, tokens: Any, inputs: Any, changed: Any, context: SolveContext) -> None:
