@@ -112,3 +112,20 @@ def test_errors_of_an_installed_plugin_name_it(scaffolded, tmp_path):
         assert not (tmp_path / "b.zarr").exists()  # the atomic build left nothing behind
     finally:
         task.write_text(original)
+
+
+def test_scaffold_readme_links_nothing_and_says_what_to_change(tmp_path):
+    """The README names trm without a placeholder link, lists what each file holds of the example, and says that
+    `trm solve` needs the solving fields the scaffold does not write."""
+    result = CliRunner().invoke(cli, ["new", "task", "my_task", str(tmp_path / "pkg")])
+    assert result.exit_code == 0, result.output
+    readme = (tmp_path / "pkg" / "README.md").read_text()
+    assert "](" not in readme and "github.com" not in readme and "A trm task plugin" in readme
+    for item in ("`trm_my_task/task.py`", "VOCAB_SIZE", "`dims`", "options.size * options.size",
+                 "changed_cell_accuracy", "`tests/test_my_task.py`", "life_step", "`trm_my_task/recipes/cpu.yaml`",
+                 "density"):
+        assert item in readme, item
+    assert "read_puzzles" in readme and "check_answer" in readme and "draw" in readme
+    assert "__" not in readme.replace("__init__", "")  # every placeholder filled
+    init = (tmp_path / "pkg" / "trm_my_task" / "__init__.py").read_text()
+    assert "read_puzzles" not in init  # what the README and docs/plugins.md say: the scaffold cannot be solved as is

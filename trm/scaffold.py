@@ -344,14 +344,18 @@ def test_an_unknown_source_is_a_user_error(tmp_path):
 README = '''\
 # __DIST__
 
-A [trm](https://github.com/) task plugin, scaffolded by `trm new task __NAME__`. It works as it is: the example task
-is one step of Conway's Game of Life on a small torus. Replace it with your own puzzle.
+A trm task plugin, scaffolded by `trm new task __NAME__`. It works as it is: the example task is one step of
+Conway's Game of Life on a small torus. Replace it with your own puzzle.
 
 ```bash
-pip install -e .                 # registers the `__NAME__` task and evaluator with trm
-trm plugins check __NAME__       # contracts: options, a tiny store, rendering, the evaluator
-pytest tests                     # the same checks, as tests
-trm run __NAME__:cpu             # trains and evaluates on the CPU in a few minutes
+# register the `__NAME__` task and evaluator with trm
+pip install -e .
+# check the contracts: options, a tiny store, rendering, the evaluator
+trm plugins check __NAME__
+# the same checks, as tests
+pytest tests
+# train and evaluate on the CPU in a few minutes
+trm run __NAME__:cpu
 ```
 
 Files:
@@ -361,6 +365,20 @@ Files:
 * `__PACKAGE__/__init__.py`: the hooks that register both, and the recipe folder;
 * `__PACKAGE__/recipes/cpu.yaml`: a CPU-sized recipe (`trm run __NAME__:cpu`), with the reason for each value;
 * `tests/test___NAME__.py`: tests built on `trm.testing`.
+
+To make it your task, change in each file what belongs to the Game of Life:
+
+* `__PACKAGE__/task.py`: the options class, `build` (your generator or reader; keep the held-out structure),
+  `render`, and `VOCAB_SIZE`;
+* `__PACKAGE__/__init__.py`: the `dims` lambda (`seq_len=options.size * options.size` is the board's length) and the
+  `summary` lines;
+* `__PACKAGE__/evaluator.py`: `changed_cell_accuracy` is a metric of the example (cells that change in one
+  generation); keep board and cell accuracy, replace or drop the rest;
+* `tests/test___NAME__.py`: `test_the_rule` imports `life_step`, and `TINY` sets `size` and `num_aug`;
+* `__PACKAGE__/recipes/cpu.yaml`: `task.options` sets `size`, `density` and `num_aug`: your options instead.
+
+`trm solve` needs more: the task has no `read_puzzles`, `check_answer` or `draw` field, so `trm solve` on a run of
+it says the task does not read puzzles. The sorting example in trm's docs/plugins.md shows all three in a few lines.
 
 trm's docs/plugins.md is the reference for every field these files use.
 '''

@@ -2,8 +2,8 @@
 
 Each example is a row of ``length`` random digits (tokens 1..10 for digits 0..9; 0 is padding); its label is the same
 row sorted. Groups hold one puzzle each and every puzzle shares identifier 0, like Sudoku. docs/plugins.md walks
-through this file. The optional solving hooks let ``trm solve RUN 5093`` read a row, check the answer and draw each
-supervision step.
+through this file. The optional solving hooks let ``trm solve RUN 509321`` (six digits: recipes/cpu.yaml's length) read
+a row, check the answer and draw each supervision step.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def render(tokens, info) -> str:
 
 
 def read_puzzles(text, context):
-    """``trm solve RUN 50932``: one row of the model's length, written as digits."""
+    """``trm solve RUN 509321``: one row of the model's length (6 for recipes/cpu.yaml), written as digits."""
     digits = text.strip()
     if len(digits) != context.seq_len or not digits.isdigit():
         raise UserError(f"puzzle: expected {context.seq_len} digits (the model's row length), got {text!r}")
