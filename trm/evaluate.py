@@ -97,10 +97,23 @@ class StopRule:
 def eval_settings(section: Any, halting: str | None, max_steps: int | None, halt_threshold: float | None
                   ) -> tuple[str, int | None, float | None]:
     """(halting, max_steps, halt_threshold): each one given, else the recipe's ``eval`` section's (``section`` may be
-    None, for a model built in Python), so ``trm eval``, ``trm solve`` and the Python API stop rows alike."""
-    return (halting or getattr(section, "halting", None) or "adaptive",
-            max_steps if max_steps is not None else getattr(section, "max_steps", None),
-            halt_threshold if halt_threshold is not None else getattr(section, "halt_threshold", None))
+    None, for a model built in Python), so ``trm eval``, ``trm solve`` and the Python API stop rows alike. A fixed
+    depth has no threshold: the recipe's is for adaptive halting, so it comes back None."""
+    halting = halting or getattr(section, "halting", None) or "adaptive"
+    threshold = halt_threshold if halt_threshold is not None else getattr(section, "halt_threshold", None)
+    return (halting, max_steps if max_steps is not None else getattr(section, "max_steps", None),
+            None if halting == "fixed" else threshold)
+
+
+def describe_stop_rule(halting: str, cap: int, threshold: float | None) -> str:
+    """'adaptive halting (halt when confidence > 0.9), at most 16 steps' or 'fixed 16 steps': how rows stop, in
+    the words of trm eval's first line and trm run's plan."""
+    steps = f"{cap} step{'s' if cap != 1 else ''}"
+    if halting == "fixed":
+        return f"fixed {steps}"
+    # None: the strategy's own rule (q_halt > 0 for act_q, q_halt > q_continue for act_q_continue)
+    when = "by the halting strategy's rule" if threshold is None else f"when confidence > {threshold:g}"
+    return f"adaptive halting (halt {when}), at most {steps}"
 
 
 def stop_rule_for(halting: HaltingStrategy, mode: str | None, max_steps: int | None, threshold: float | None = None) -> StopRule:

@@ -36,7 +36,7 @@ from trm.curriculum import depth_at
 from trm.engine import model_summary
 from trm.errors import UserError
 from trm.eval_guard import evaluation_guard, guard_evaluators, part
-from trm.evaluate import build_evaluators, evaluate, format_table
+from trm.evaluate import build_evaluators, describe_stop_rule, eval_settings, evaluate, format_table
 from trm.logs import MetricsLog, plot_curves, read_metrics
 from trm.losses import act_loss, token_loss_name
 from trm.optim import lr_at
@@ -118,13 +118,9 @@ class Trainer:
         size = self.store.split(recipe.eval.split).num_examples
         subset = f"a fixed subset of {min(recipe.eval.limit, size)} of {size}" if recipe.eval.limit else f"all {size}"
         when = f"every {recipe.eval.every} epochs and at the end" if recipe.eval.every else "at the end"
-        cap = recipe.eval.max_steps or self.halting.max_steps  # the halting plan line shows training's rule
-        if recipe.eval.halting == "fixed":
-            how = f"a fixed {cap} supervision steps"
-        else:
-            rule = (f"halt when the confidence exceeds {recipe.eval.halt_threshold}"
-                    if recipe.eval.halt_threshold is not None else "halt by the halting rule")
-            how = f"adaptive ({rule}), at most {cap} supervision steps"
+        # the halting plan line shows training's rule; this one how evaluations stop
+        halting, cap, threshold = eval_settings(recipe.eval, None, None, None)
+        how = describe_stop_rule(halting, cap or self.halting.max_steps, threshold)
         return f"{when}, on {subset} '{recipe.eval.split}' examples; {how}"
 
     # ---- one optimizer step ---------------------------------------------------------------------------------

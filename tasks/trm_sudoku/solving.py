@@ -116,23 +116,26 @@ def check_answer(puzzle: Puzzle, tokens: Any) -> tuple[bool, str]:
     given = question != BLANK_TOKEN
     if np.any(answer[given] != question[given]):
         return False, f"{int(np.sum(answer[given] != question[given]))} given digits were changed"
+    for name, unit in _named_units(size):
+        if len(set(answer[list(unit)].tolist())) != size:
+            return False, f"{name} repeats a digit"
+    return True, "every row, column and box holds each digit once, givens kept"
+
+
+def _named_units(size: int) -> list[tuple[str, tuple[int, ...]]]:
+    """('row 1', its cells), ... ('column 1', ...), ... ('box 1', ...): the solver's units with their names."""
     units, _ = geometry(size)
     kinds = ["row"] * size + ["column"] * size + ["box"] * size
-    for kind, number, unit in ((kinds[i], i % size + 1, unit) for i, unit in enumerate(units)):
-        if len(set(answer[list(unit)].tolist())) != size:
-            return False, f"{kind} {number} repeats a digit"
-    return True, "every row, column and box holds each digit once, givens kept"
+    return [(f"{kinds[index]} {index % size + 1}", unit) for index, unit in enumerate(units)]
 
 
 def _clashing_givens(question: np.ndarray, size: int) -> str:
     """'row 1 gives the digit 1 twice' for the first unit whose given digits repeat, else ''."""
-    units, _ = geometry(size)
-    kinds = ["row"] * size + ["column"] * size + ["box"] * size
-    for index, unit in enumerate(units):
+    for name, unit in _named_units(size):
         digits = [int(t) - 1 for t in question[list(unit)] if t != BLANK_TOKEN]
         repeated = sorted({d for d in digits if digits.count(d) > 1})
         if repeated:
-            return f"{kinds[index]} {index % size + 1} gives the digit {repeated[0]} twice"
+            return f"{name} gives the digit {repeated[0]} twice"
     return ""
 
 

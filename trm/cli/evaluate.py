@@ -19,7 +19,7 @@ from trm.distributed import make_accelerator
 from trm.config import load_recipe
 from trm.errors import UserError
 from trm.eval_guard import evaluation_guard, guard_evaluators, part
-from trm.evaluate import build_evaluators, eval_settings, evaluate
+from trm.evaluate import build_evaluators, describe_stop_rule, eval_settings, evaluate
 from trm.plugins import get_host, registry
 from trm.recipe import Recipe
 from trm.types import TaskSpec
@@ -139,8 +139,8 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, accelerator
 
     ``puzzle_ids`` (blank/shuffled) adds a second pass with replaced puzzle identifiers, reported under
     ``puzzle_ids`` with the drop (trm/integrity.py); ``trajectories`` draws that many test examples' steps under
-    the artefacts (trm/solve.py)."""
-    check_eval_options(max_steps=max_steps, limit=limit, batch_size=batch_size, out=out)
+    the artefacts (trm/solve.py). The counts and --out are checked by the caller (check_eval_options), before the
+    accelerator starts."""
     if trajectories < 0:
         raise UserError(f"--trajectories: must be >= 0 (got {trajectories})")
     loaded = load_evaluation(target, overrides, accelerator=accelerator, split=split, limit=limit,
@@ -154,8 +154,6 @@ def evaluate_checkpoint(target: Path, overrides: tuple[str, ...], *, accelerator
         mapping = identifier_mapping(puzzle_ids, store.info.num_puzzle_identifiers, train_ids, loaded.recipe.train.seed)
     recipe, parts = loaded.recipe, loaded.parts
     halting, max_steps, halt_threshold = eval_settings(recipe.eval, halting, max_steps, halt_threshold)
-    if halting == "fixed":  # no threshold applies (the recipe's eval.halt_threshold is for adaptive halting)
-        halt_threshold = None
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     artefacts = loaded.run_dir / "eval" / f"trm-eval-step_{loaded.step}-{stamp}"
     metrics, evaluators = loaded.evaluate(halting=halting, max_steps=max_steps, halt_threshold=halt_threshold,
@@ -205,15 +203,7 @@ def describe_evaluation(report: dict[str, Any]) -> str:
     """The line ``trm eval`` prints before its table: what was evaluated, on what, with which stop rule."""
     weights = "EMA weights" if report["weights"] == "ema" else "live weights"
     examples = int(report["metrics"].get("eval/examples", 0))
-    cap = report["step_cap"]
-    steps = f"{cap} step{'s' if cap != 1 else ''}"
-    if report["halting"] == "fixed":
-        rule = f"fixed {steps}"
-    else:
-        threshold = report["halt_threshold"]
-        # None: the strategy's own rule (q_halt > 0 for act_q, q_halt > q_continue for act_q_continue)
-        when = "by the halting strategy's rule" if threshold is None else f"when confidence > {threshold:g}"
-        rule = f"adaptive halting (halt {when}), at most {steps}"
+    rule = describe_stop_rule(report["halting"], report["step_cap"], report["halt_threshold"])
     return (f"checkpoint {report['checkpoint']} ({weights}), split '{report['split']}', "
             f"{examples} example{'s' if examples != 1 else ''}: {rule}")
 
@@ -236,14 +226,14 @@ def depth_curve(target: Path, overrides: tuple[str, ...], depths: list[int], *, 
                 halt_threshold: float | None = None) -> tuple[list[dict[str, Any]], Path, Path | None] | None:
     """Evaluate at each fixed depth and adaptively (capped at the deepest); write a table (JSON + CSV) and a PNG.
 
-    Returns (rows, table path, picture path or None without matplotlib) on the main process.
+    Returns (rows, table path, picture path or None without matplotlib) on the main process. The counts are
+    checked by the caller (check_eval_options), before the accelerator starts.
     """
     if not depths or any(depth < 1 for depth in depths):
         raise UserError(f"--depth-curve: give supervision-step counts >= 1 separated by commas (got {depths})")
-    check_eval_options(max_steps=None, limit=limit, batch_size=batch_size, out=None)
     loaded = load_evaluation(target, overrides, accelerator=accelerator, split=split, limit=limit,
                              batch_size=batch_size, use_ema=use_ema, allow_other_store=allow_other_store)
-    *_, halt_threshold = eval_settings(loaded.recipe.eval, None, None, halt_threshold)
+    *_, halt_threshold = eval_settings(loaded.recipe.eval, "adaptive", None, halt_threshold)  # its adaptive point
     rows: list[dict[str, Any]] = []
     runs = [("fixed", depth) for depth in sorted(set(depths))] + [("adaptive", max(depths))]
     chosen = None
@@ -401,7 +391,7 @@ def eval_command(target: str, overrides: tuple[str, ...], split: str | None, hal
         if puzzle_ids is not None or trajectories:
             raise UserError("--puzzle-ids and --trajectories belong to a single evaluation, not --depth-curve")
         check_eval_options(max_steps=None, limit=limit, batch_size=batch_size, out=None)
-        find_checkpoint(Path(target))  # a wrong TARGET is said at once, before the accelerator starts
+        find_checkpoint(Path(target))  # a wrong TARGET and bad counts are said at once, before the accelerator
         curve = depth_curve(Path(target), overrides, depths, accelerator=make_accelerator(), split=split,
                             limit=limit, batch_size=batch_size, use_ema=not raw,
                             allow_other_store=allow_other_store, show_progress=not no_progress,
