@@ -5,7 +5,8 @@
 # ARC_DIR holds the ARC-AGI-2 and ConceptARC JSON files (arc-agi_training2_challenges.json, ...; docs/tasks/arc.md).
 # NUM_AUG (default 1000, the paper's) sets the augmented copies per task, STEPS (default 300) the training steps.
 # The short run's own final evaluation covers 64 examples only; trm eval then runs the whole split both ways.
-# EXTRA (environment) adds recipe overrides to the training run.
+# EXTRA (environment) adds recipe overrides to the training run. One GPU does not hold the recipe's 768 ARC examples in
+# one forward (about 35 GB per 192): on one H200, EXTRA="train.per_device_batch_size=384" (2 accumulation steps).
 set -euo pipefail
 src=${1:?usage: arc_vote_timing.sh ARC_DIR [WORK_DIR]}
 work=${2:-arc2-vote-timing}
