@@ -208,7 +208,8 @@ def test_the_recipe_offers_the_recompute_choices_backbones_accept():
 def test_compiled_recompute_holds_less_on_the_gpu():
     # The CPU test above traces the partitioner with this machine's torch. On an H200 with torch 2.11 a checkpoint
     # region around the autograd.Function was ignored (28.9 GiB held for backward with every setting); the region
-    # now holds plain operations. What the allocator holds between forward and backward must shrink.
+    # now holds plain operations. What the allocator holds between forward and backward must shrink. The fused
+    # SwiGLU (tests/test_fused_swiglu.py) keeps only its input whatever the setting, so it is off here.
     import attrs
 
     from trm.bench import PAPER_CONFIGS, bench_one, release
@@ -218,7 +219,7 @@ def test_compiled_recompute_holds_less_on_the_gpu():
     held = {}
     for setting in ("none", "auto", "swiglu"):
         held[setting] = bench_one(config, device=device, steps=1, warmup=2, compile_model=True, fast=True,
-                                  recompute=setting)["held_for_backward_gib"]
+                                  recompute=setting, fused_swiglu="off")["held_for_backward_gib"]
         release(device)
     assert held["auto"] < 0.6 * held["none"], held
     assert held["swiglu"] < 0.6 * held["auto"], held

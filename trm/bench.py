@@ -17,6 +17,7 @@ formula; it matches docs/reference-code.md 11 for the paper's configurations.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import math
 import statistics
@@ -27,10 +28,10 @@ from typing import Any
 import attrs
 import torch
 
-from trm.build import assemble, compiled_for, uses_fast_path
+from trm.build import assemble, compiled_for, uses_fast_path, uses_fused_swiglu
 from trm.devices import resolve_device
 from trm.errors import UserError
-from trm.types import RECOMPUTE_CHOICES
+from trm.types import FUSED_SWIGLU_CHOICES, RECOMPUTE_CHOICES
 from trm.losses import act_loss, token_loss_name
 from trm.optim import build_optimizers
 from trm.recipe import ModelConfig, OptimConfig
@@ -77,10 +78,10 @@ PAPER_OPTIM = OptimConfig(lr=1e-4, weight_decay=0.1, puzzle_emb_lr=1e-2, puzzle_
 
 
 def build(config: BenchConfig, device: torch.device, dtype: torch.dtype, fast: bool = False,
-          recompute: str = "auto") -> Any:
+          recompute: str = "auto", fused_swiglu: str = "off") -> Any:
     model_config = ModelConfig(hidden_size=config.hidden_size, h_cycles=config.h_cycles, l_cycles=config.l_cycles,
                                puzzle_emb_len=config.puzzle_emb_len, puzzle_emb_dim=config.hidden_size,
-                               recompute=recompute)
+                               recompute=recompute, fused_swiglu=fused_swiglu)
     with torch.device(device):
         return assemble(model_config, config.backbone, config.backbone_options, "act_q",
                         {"max_steps": config.max_steps, "exploration_prob": 0.1}, vocab_size=config.vocab_size,
@@ -117,17 +118,18 @@ def count_step_flops(config: BenchConfig) -> float:
 
 def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: int, compile_model: bool,
               dtype: torch.dtype | None = None, profile_dir: Path | None = None, fast: bool = False,
-              recompute: str = "auto") -> dict[str, Any]:
+              recompute: str = "auto", fused_swiglu: str = "off") -> dict[str, Any]:
     """Time ``steps`` training steps of ``config`` after ``warmup``; returns one result row. With ``profile_dir``,
     a few more steps run under ``torch.profiler`` and their kernel-time table goes to ``profile_<name>.txt``.
-    ``recompute`` is the fast path's ``model.recompute``."""
+    ``recompute`` and ``fused_swiglu`` are the fast path's ``model.recompute`` and ``model.fused_swiglu``."""
     torch.manual_seed(0)
     cuda = device.type == "cuda"
     dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    model = build(config, device, dtype, fast=fast, recompute=recompute)
+    model = build(config, device, dtype, fast=fast, recompute=recompute, fused_swiglu=fused_swiglu)
+    fused = uses_fused_swiglu(fused_swiglu, fast, device) and config.backbone == "mlp_mixer"
     model.train()
     loss_type = token_loss_name("stablemax", fast)
     dense, sparse = build_optimizers(model, PAPER_OPTIM)
@@ -177,7 +179,8 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
     profile = None
     if profile_dir is not None:
-        label = f"{config.name}-{'fast' if fast else 'faithful'}" + (f"-{recompute}" if fast and recompute != "auto" else "")
+        label = (f"{config.name}-{'fast' if fast else 'faithful'}" + (f"-{recompute}" if fast and recompute != "auto" else "")
+                 + ("-fused" if fused else ""))
         profile = Path(profile_dir) / f"profile_{label}.txt"
         write_profile(profile, label, train_step, warmup + steps, cuda)
     parameters = sum(p.numel() for p in model.parameters())
@@ -196,6 +199,7 @@ def bench_one(config: BenchConfig, *, device: torch.device, steps: int, warmup: 
         "warmup_s": warmup_s, "steps": steps, "warmup": warmup, "compiled": compile_model,
         "dtype": str(dtype).split(".")[-1], "path": "fast" if fast else "faithful",
         "recompute": recompute if fast else None,
+        "fused_swiglu": fused,  # model.fused_swiglu in effect (the MLP-mixer's token SwiGLU through Triton)
         "profile": str(profile) if profile is not None else None,
     }
 
@@ -238,12 +242,17 @@ def environment(device: torch.device) -> dict[str, Any]:
     return info
 
 
+def _setting(row: dict[str, Any]) -> str:
+    """The recompute column: model.recompute, with "+fused" when the fused SwiGLU ran."""
+    return (row.get("recompute") or "-") + ("+fused" if row.get("fused_swiglu") else "")
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     header = f"{'config':<16} {'recompute':>9} {'batch':>5} {'ms/step':>9} {'samples/s':>10} {'peak GiB':>9} {'TFLOP/step':>10} {'TFLOP/s':>8}"
     lines = [header, "-" * len(header)]
     for r in rows:
         memory = f"{r['peak_memory_gib']:.1f}" if r["peak_memory_gib"] is not None else "-"
-        lines.append(f"{r['config']:<16} {r.get('recompute') or '-':>9} {r['batch_size']:>5} {r['ms_per_step']:>9.1f} {r['samples_per_s']:>10,.0f} "
+        lines.append(f"{r['config']:<16} {_setting(r):>9} {r['batch_size']:>5} {r['ms_per_step']:>9.1f} {r['samples_per_s']:>10,.0f} "
                      f"{memory:>9} {r['tflop_per_step']:>10.3g} {r['tflop_per_s']:>8.3g}")
     return "\n".join(lines)
 
@@ -254,6 +263,7 @@ def compare_row(faithful: dict[str, Any], fast: dict[str, Any]) -> dict[str, Any
                     if fast["peak_memory_gib"] and faithful["peak_memory_gib"] else None)
     return {
         "config": faithful["config"], "batch_size": faithful["batch_size"], "recompute": fast["recompute"],
+        "fused_swiglu": fast["fused_swiglu"],
         "faithful_ms": faithful["ms_per_step"], "faithful_ms_min": faithful["ms_min"],
         "fast_ms": fast["ms_per_step"], "fast_ms_min": fast["ms_min"],
         "faithful_samples_per_s": faithful["samples_per_s"], "fast_samples_per_s": fast["samples_per_s"],
@@ -273,7 +283,7 @@ def format_compare_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         gib = lambda v: f"{v:.1f}" if v is not None else "-"  # noqa: E731
         ratio = f"{r['memory_ratio']:.2f}x" if r["memory_ratio"] is not None else "-"
-        lines.append(f"{r['config']:<16} {r.get('recompute') or '-':>9} {r['batch_size']:>5} "
+        lines.append(f"{r['config']:<16} {_setting(r):>9} {r['batch_size']:>5} "
                      f"{r['faithful_ms']:>9.1f} ({r['faithful_ms_min']:>6.1f}) {r['fast_ms']:>7.1f} ({r['fast_ms_min']:>5.1f}) "
                      f"{r['speedup']:>7.2f}x {r['faithful_samples_per_s']:>18,.0f} {r['fast_samples_per_s']:>8,.0f} "
                      f"{gib(r['faithful_peak_gib']):>17} {gib(r['fast_peak_gib']):>6} {ratio:>7} "
@@ -288,12 +298,14 @@ def _profile_note(row: dict[str, Any]) -> str:
 def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | None = None, steps: int = 30,
               warmup: int = 6, compile_model: bool | None = None, batch_size: int | None = None,
               out: Path | None = None, profile_dir: Path | None = None, echo: Any = print, compare: bool = False,
-              path: str = "auto", recompute: tuple[str, ...] = ("auto",)) -> list[dict[str, Any]]:
+              path: str = "auto", recompute: tuple[str, ...] = ("auto",),
+              fused_swiglu: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Benchmark the chosen configurations (all four by default); print a table; write JSON to ``out``.
 
     ``path`` picks the engine path (auto: fast on CUDA); ``compare`` times the faithful and the fast path of each
     configuration one after the other in this process and reports their ratios. ``recompute`` lists the fast
-    path's ``model.recompute`` settings to time: with ``compare``, each against the one faithful measurement.
+    path's ``model.recompute`` settings to time, ``fused_swiglu`` its ``model.fused_swiglu`` settings (every pair of
+    the two is timed): with ``compare``, each against the one faithful measurement.
     """
     chosen = TINY_CONFIGS if tiny else PAPER_CONFIGS
     by_name = {c.name.removesuffix("-tiny"): c for c in chosen}
@@ -307,6 +319,12 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
     wrong = [r for r in recompute if r not in RECOMPUTE_CHOICES]
     if wrong:
         raise UserError(f"--recompute {wrong[0]}: expected one of {', '.join(RECOMPUTE_CHOICES)}")
+    fused_swiglu = (tuple(dict.fromkeys((fused_swiglu,) if isinstance(fused_swiglu, str) else fused_swiglu))
+                    or (attrs.fields(ModelConfig).fused_swiglu.default,))
+    wrong = [f for f in fused_swiglu if f not in FUSED_SWIGLU_CHOICES]
+    if wrong:
+        raise UserError(f"--fused-swiglu {wrong[0]}: expected one of {', '.join(FUSED_SWIGLU_CHOICES)}")
+    settings = list(itertools.product(recompute, fused_swiglu))
     # Every mistake is caught here, before minutes of benchmarking, not when the results are written.
     for option, value, least in (("--steps", steps, 1), ("--warmup", warmup, 0), ("--batch-size", batch_size, 1)):
         if value is not None and value < least:
@@ -321,10 +339,14 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
     if batch_size is not None:
         configs = [attrs.evolve(c, batch_size=batch_size) for c in configs]
     target = resolve_device(device)
-    if not compare and not uses_fast_path(path, target) and recompute != ("auto",):
-        chosen = next(r for r in recompute if r != "auto")
-        raise UserError(f"--recompute {chosen}: it sets the fast path, and --path {path} runs the faithful one "
+    defaults = ("auto", attrs.fields(ModelConfig).fused_swiglu.default)
+    if not compare and not uses_fast_path(path, target) and settings != [defaults]:
+        option, chosen = next(("--recompute", r) if r != defaults[0] else ("--fused-swiglu", f) for r, f in settings
+                              if (r, f) != defaults)
+        raise UserError(f"{option} {chosen}: it sets the fast path, and --path {path} runs the faithful one "
                         f"here; add --path fast or --compare")
+    if "on" in fused_swiglu:  # refused before anything is timed, as a recipe's model.fused_swiglu: on would be
+        uses_fused_swiglu("on", True, target)
     compile_model = target.type == "cuda" if compile_model is None else compile_model
     rows = []
     for config in configs:
@@ -333,19 +355,20 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
                                  profile_dir=profile_dir, fast=False)
             release(target)
             echo(f"{config.name} (faithful): {faithful['ms_per_step']:.1f} ms/step{_profile_note(faithful)}")
-            for setting in recompute:
+            for setting, fused in settings:
                 fast = bench_one(config, device=target, steps=steps, warmup=warmup, compile_model=compile_model,
-                                 profile_dir=profile_dir, fast=True, recompute=setting)
+                                 profile_dir=profile_dir, fast=True, recompute=setting, fused_swiglu=fused)
                 release(target)
-                echo(f"{config.name} (fast, recompute={setting}): {fast['ms_per_step']:.1f} ms/step{_profile_note(fast)}")
+                echo(f"{config.name} (fast, recompute={_setting(fast)}): {fast['ms_per_step']:.1f} ms/step"
+                     f"{_profile_note(fast)}")
                 rows.append(compare_row(faithful, fast))
             continue
         fast = uses_fast_path(path, target)
-        for setting in recompute if fast else ("auto",):
+        for setting, fused in settings if fast else [defaults]:
             rows.append(bench_one(config, device=target, steps=steps, warmup=warmup, compile_model=compile_model,
-                                  profile_dir=profile_dir, fast=fast, recompute=setting))
+                                  profile_dir=profile_dir, fast=fast, recompute=setting, fused_swiglu=fused))
             release(target)
-            shown = f"{rows[-1]['path']}, recompute={setting}" if fast else rows[-1]["path"]
+            shown = f"{rows[-1]['path']}, recompute={_setting(rows[-1])}" if fast else rows[-1]["path"]
             echo(f"{config.name} ({shown}): {rows[-1]['ms_per_step']:.1f} ms/step{_profile_note(rows[-1])}")
     echo(format_compare_table(rows) if compare else format_table(rows))
     if out is not None:

@@ -96,6 +96,22 @@ def uses_fast_path(path: str, device: torch.device) -> bool:
     return path == "fast" or (path == "auto" and device.type == "cuda")
 
 
+def uses_fused_swiglu(setting: str, fast: bool, device: torch.device) -> bool:
+    """``model.fused_swiglu`` for a model built on ``device``: ``auto`` is on for the fast path on CUDA when Triton
+    is installed; ``on`` there too, and a :class:`UserError` for a fast path elsewhere; the faithful path ignores it,
+    as it ignores ``model.recompute`` (docs/engine.md, F4)."""
+    from trm import fused_swiglu
+
+    if not fast or setting == "off":
+        return False
+    possible = device.type == "cuda" and fused_swiglu.AVAILABLE
+    if setting == "on" and not possible:
+        why = f"it runs on CUDA only (this model is built on {device.type})" if device.type != "cuda" else \
+            "Triton is not installed (it comes with torch's CUDA builds)"
+        raise UserError(f"model.fused_swiglu: on, but {why}; use auto or off")
+    return possible
+
+
 def build_model(recipe: Recipe, dims: TaskDims, *, dtype: torch.dtype | None = None,
                 path: str | None = None) -> TinyRecursiveModel:
     """The TinyRecursiveModel of ``recipe`` for a task of ``dims`` (created on the current default device).
@@ -103,13 +119,15 @@ def build_model(recipe: Recipe, dims: TaskDims, *, dtype: torch.dtype | None = N
     ``path`` overrides ``model.path`` (``trm bench --compare`` builds both).
     """
     model_cfg = recipe.model
-    fast = uses_fast_path(path or model_cfg.path, torch.get_default_device())
+    device = torch.get_default_device()
+    fast = uses_fast_path(path or model_cfg.path, device)
     shape = BackboneShape(
         hidden_size=model_cfg.hidden_size,
         seq_len=dims.seq_len + model_cfg.puzzle_emb_len,
         prefix_len=model_cfg.puzzle_emb_len,
         fast=fast,
         recompute=model_cfg.recompute,
+        fused_swiglu=uses_fused_swiglu(model_cfg.fused_swiglu, fast, device),
     )
     try:  # settings that are valid alone but not together (e.g. heads not dividing the width) surface here
         backbone = registry("backbones").get(recipe.backbone.name).build(recipe.backbone.options, shape)
@@ -185,7 +203,8 @@ def assemble(config: ModelConfig, backbone: str, backbone_options: Any = None, h
     backbone_spec = registry("backbones").get(backbone)
     halting_spec = registry("halting").get(halting)
     shape = BackboneShape(hidden_size=config.hidden_size, seq_len=seq_len + config.puzzle_emb_len,
-                          prefix_len=config.puzzle_emb_len, fast=fast, recompute=config.recompute)
+                          prefix_len=config.puzzle_emb_len, fast=fast, recompute=config.recompute,
+                          fused_swiglu=uses_fused_swiglu(config.fused_swiglu, fast, torch.get_default_device()))
     network = backbone_spec.build(options_of(backbone_spec, backbone_options), shape)
     network.fast_path = fast
     strategy = halting_spec.build(options_of(halting_spec, halting_options))

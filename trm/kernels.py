@@ -97,8 +97,8 @@ def channel_swiglu(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tenso
     return ChannelSwiGLUFunction.apply(x, w_gate_up, w_down, recompute)
 
 
-def token_swiglu(h: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, recompute: bool = True
-                 ) -> torch.Tensor:
+def token_swiglu(h: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, recompute: bool = True,
+                 fused: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
     """The MLP-mixer's SwiGLU over the sequence axis of h [B, S, D] (``W2 @ (silu(g) * u)``, ``[g; u] = W1 @ h``),
     computed as a SwiGLU over the last axis of h^T [B, D, S'] with S padded to S' (a multiple of 8).
 
@@ -106,14 +106,16 @@ def token_swiglu(h: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor,
     aligned and cuBLAS falls back to a slow, pre-Hopper kernel. Zero padding (zero weight columns and rows, zero
     positions) adds exact zeros to every sum, so the result is the same; in the transposed layout every matmul of
     forward and backward is a plain 2-D one and only the small [B, S, D] tensors are transposed, never the
-    [B, 2I, D] ones.
+    [B, 2I, D] ones. ``fused`` (:func:`trm.fused_swiglu.fused_swiglu`, passed in so that Triton is imported only
+    where it is used) computes the SwiGLU instead, with the gating inside the gate/up matmul; its backward keeps only
+    the input whatever ``recompute`` says.
     """
     seq = h.shape[1]
     pad = -seq % 8
     x = F.pad(h.transpose(1, 2), (0, pad))  # [B, D, S']
     w1 = F.pad(w_gate_up, (0, pad))  # [2I, S']
     w2 = F.pad(w_down, (0, 0, 0, pad))  # [S', I]
-    out = channel_swiglu(x, w1, w2, recompute)  # [B, D, S']
+    out = fused(x, w1, w2) if fused is not None else channel_swiglu(x, w1, w2, recompute)  # [B, D, S']
     return out[..., :seq].transpose(1, 2)
 
 

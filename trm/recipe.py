@@ -259,6 +259,12 @@ class ModelConfig:
                           "keeping. auto: the MLP-mixer's token SwiGLU (H200, Sudoku-MLP: 0.50x the faithful "
                           "path's memory at its speed); none: fastest; swiglu: every SwiGLU's gate_up (least "
                           "memory, slowest); docs/performance.md"})
+    fused_swiglu: str = attrs.field(
+        default="off", validator=attrs.validators.in_(("auto", "on", "off")),  # = trm.types.FUSED_SWIGLU_CHOICES
+        metadata={"help": "fast path only: the MLP-mixer's token SwiGLU with its gating inside the gate/up matmul "
+                          "(one Triton kernel forward and one backward, keeping only the input). off (default): "
+                          "torch's kernels; auto: the Triton kernels on CUDA when Triton is installed; on: the "
+                          "same, an error where they cannot run; docs/engine.md"})
 
     @puzzle_emb_dim.validator
     def _fits_the_prefix(self, _attribute: attrs.Attribute, value: int) -> None:

@@ -33,6 +33,8 @@ class NoOptions:
 
 # model.recompute's values (docs/recipes.md): what the fast path computes again in backward instead of keeping.
 RECOMPUTE_CHOICES = ("auto", "none", "swiglu")
+# model.fused_swiglu's values: the MLP-mixer's token SwiGLU through trm/fused_swiglu.py (auto: on CUDA with Triton).
+FUSED_SWIGLU_CHOICES = ("auto", "on", "off")
 
 
 @attrs.frozen
@@ -48,6 +50,9 @@ class BackboneShape:
     # Fast path only (model.recompute, docs/recipes.md): "auto" (the backbone's cheap recomputations), "none", or
     # "swiglu" (every SwiGLU's gate_up computed again in backward: less memory, more matmul work).
     recompute: str = attrs.field(default="auto", validator=attrs.validators.in_(RECOMPUTE_CHOICES))
+    # Fast path only (model.fused_swiglu, resolved for the device by the engine): True when a backbone may run its
+    # SwiGLUs through trm.fused_swiglu (the gating inside the gate/up matmul, Triton on CUDA).
+    fused_swiglu: bool = False
 
 
 @runtime_checkable

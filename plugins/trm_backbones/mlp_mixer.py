@@ -51,12 +51,18 @@ class FastTokenSwiGLU(TokenSwiGLU):
     where every matmul is aligned; unless ``recompute`` is off (``model.recompute: none``), backward recomputes
     ``gate_up`` instead of keeping the block's largest tensor ([B, 2 * inner, D]); trm/kernels.py ``token_swiglu``."""
 
-    def __init__(self, seq_len: int, expansion: float, recompute: bool = True):
+    def __init__(self, seq_len: int, expansion: float, recompute: bool = True, fused: bool = False):
         super().__init__(seq_len, expansion)
         self.recompute = recompute
+        self.fused = None  # model.fused_swiglu: the gating inside the gate/up matmul (trm/fused_swiglu.py, CUDA)
+        if fused:
+            from trm.fused_swiglu import fused_swiglu
+
+            self.fused = fused_swiglu
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return token_swiglu(h, self.gate_up_proj.weight.to(h.dtype), self.down_proj.weight.to(h.dtype), self.recompute)
+        return token_swiglu(h, self.gate_up_proj.weight.to(h.dtype), self.down_proj.weight.to(h.dtype), self.recompute,
+                            fused=self.fused)
 
 
 class MixerBlock(nn.Module):
@@ -64,7 +70,8 @@ class MixerBlock(nn.Module):
         super().__init__()
         self.norm_eps = options.norm_eps
         if shape.fast:
-            self.mlp_t = FastTokenSwiGLU(shape.seq_len, options.expansion, recompute=shape.recompute != "none")
+            self.mlp_t = FastTokenSwiGLU(shape.seq_len, options.expansion, recompute=shape.recompute != "none",
+                                         fused=shape.fused_swiglu)
             self.mlp = FastSwiGLU(shape.hidden_size, options.expansion, recompute=shape.recompute == "swiglu")
         else:
             self.mlp_t, self.mlp = TokenSwiGLU(shape.seq_len, options.expansion), SwiGLU(shape.hidden_size, options.expansion)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from trm.types import RECOMPUTE_CHOICES
+from trm.types import FUSED_SWIGLU_CHOICES, RECOMPUTE_CHOICES
 
 
 @click.command("bench")
@@ -31,9 +31,12 @@ from trm.types import RECOMPUTE_CHOICES
 @click.option("--recompute", "recompute", multiple=True, type=click.Choice(RECOMPUTE_CHOICES),
               help="The fast path's model.recompute (what backward computes again instead of keeping); repeat to "
                    "time several, each against one faithful measurement with --compare. Default: auto.")
+@click.option("--fused-swiglu", "fused_swiglu", multiple=True, type=click.Choice(FUSED_SWIGLU_CHOICES),
+              help="The fast path's model.fused_swiglu (the MLP-mixer's token SwiGLU as one Triton kernel, CUDA "
+                   "only); repeat to time several (every pair with --recompute). Default: off, the recipes' default.")
 def bench(names: tuple[str, ...], tiny: bool, device: str | None, steps: int, warmup: int, compile_model: bool | None,
           batch_size: int | None, out: Path | None, profile_dir: Path | None, compare: bool, path: str,
-          recompute: tuple[str, ...]) -> None:
+          recompute: tuple[str, ...], fused_swiglu: tuple[str, ...]) -> None:
     """Benchmark training steps: forward through one ACT step, loss, backward, sign-SGD and
     dense optimizer steps, metrics synced to the host. Batches: 768 (Sudoku), 192 (ARC/Maze;
     ARC with an 876,406-row puzzle table). Prints ms/step, samples/s, peak memory, TFLOP/s."""
@@ -41,4 +44,4 @@ def bench(names: tuple[str, ...], tiny: bool, device: str | None, steps: int, wa
 
     run_bench(names=names, tiny=tiny, device=device, steps=steps, warmup=warmup, compile_model=compile_model,
               batch_size=batch_size, out=out, profile_dir=profile_dir, echo=click.echo, compare=compare, path=path,
-              recompute=recompute)
+              recompute=recompute, fused_swiglu=fused_swiglu)
