@@ -63,20 +63,25 @@ def fresh_global_host(monkeypatch):
     plugins.reset_host()
 
 
-@pytest.fixture
-def arc_dir(tmp_path):
+def write_arc_dir(folder: Path) -> Path:
     """ARC subsets of tiny tasks in the Kaggle layout: training (2 tasks), evaluation (2 tasks, one with 2 test
-    inputs), concept (1)."""
+    inputs), concept (1); always the same tasks."""
     import numpy as np
 
     from arc_tasks import make_task
     from trm_arc.kaggle import write_subset
 
     rng = np.random.default_rng(7)
-    write_subset(tmp_path, "training", {"trainA": make_task(rng, 3), "trainB": make_task(rng, 2)})
-    write_subset(tmp_path, "evaluation", {"evalA": make_task(rng, 2, 2), "evalB": make_task(rng, 3, 1)})
-    write_subset(tmp_path, "concept", {"Concept1": make_task(rng, 2, 3)})
-    return tmp_path
+    write_subset(folder, "training", {"trainA": make_task(rng, 3), "trainB": make_task(rng, 2)})
+    write_subset(folder, "evaluation", {"evalA": make_task(rng, 2, 2), "evalB": make_task(rng, 3, 1)})
+    write_subset(folder, "concept", {"Concept1": make_task(rng, 2, 3)})
+    return folder
+
+
+@pytest.fixture
+def arc_dir(tmp_path):
+    """The tiny ARC subsets of :func:`write_arc_dir`, in the test's own folder."""
+    return write_arc_dir(tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +90,13 @@ def tiny_sudoku_run(tmp_path_factory):
     from tiny_runs import train_tiny_sudoku
 
     return train_tiny_sudoku(tmp_path_factory.mktemp("tiny-sudoku"))
+
+
+@pytest.fixture(scope="session")
+def tiny_arc_run(tmp_path_factory):
+    """(ARC folder, run directory): a 2-step run on the tiny ARC subsets of ``arc_dir``, shared by the trm solve and
+    arc_vote tests (a test that writes into the run directory copies it first)."""
+    from tiny_runs import train_tiny_arc
+
+    folder = tmp_path_factory.mktemp("tiny-arc")
+    return folder / "arc", train_tiny_arc(folder, write_arc_dir(folder / "arc"))

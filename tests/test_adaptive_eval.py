@@ -192,25 +192,27 @@ def test_trm_eval_halting_options_and_depth_curve(tmp_path):
     fixed depth honoured, and the curve's table and picture."""
     import json
 
-    from test_train import trm, write_recipe
+    from in_process import trm_in_process  # the commands in this process: nothing here is about the process
+    from test_train import write_recipe
 
     recipe = write_recipe(tmp_path, steps=12)
     run_dir = tmp_path / "run"
-    done = trm("run", str(recipe), "--run-dir", str(run_dir), "--no-progress")
+    done = trm_in_process("run", str(recipe), "--run-dir", str(run_dir), "--no-progress")
     assert done.returncode == 0, done.stderr[-3000:]
-    fixed = trm("eval", str(run_dir), "--halting", "fixed", "--max-steps", "5", "--no-progress",
-                "--out", str(tmp_path / "fixed.json"))
+    fixed = trm_in_process("eval", str(run_dir), "--halting", "fixed", "--max-steps", "5", "--no-progress",
+                           "--out", str(tmp_path / "fixed.json"))
     assert fixed.returncode == 0, fixed.stderr[-3000:]
     report = json.loads((tmp_path / "fixed.json").read_text())
     assert report["halting"] == "fixed" and report["step_cap"] == 5
     assert report["mean_steps"] == 5 and report["p90_steps"] == 5 and report["max_steps"] == 5
     assert report["puzzles_per_s"] > 0 and "eval/puzzles_per_s" in fixed.stdout
-    adaptive = trm("eval", str(run_dir), "--halting", "adaptive", "--max-steps", "5", "--halt-threshold", "0.6",
-                   "--no-progress", "--out", str(tmp_path / "adaptive.json"))
+    adaptive = trm_in_process("eval", str(run_dir), "--halting", "adaptive", "--max-steps", "5", "--halt-threshold",
+                              "0.6", "--no-progress", "--out", str(tmp_path / "adaptive.json"))
     assert adaptive.returncode == 0, adaptive.stderr[-3000:]
     report = json.loads((tmp_path / "adaptive.json").read_text())
     assert report["halting"] == "adaptive" and report["halt_threshold"] == 0.6 and 1 <= report["mean_steps"] <= 5
-    curve = trm("eval", str(run_dir), "--depth-curve", "1,2,4", "--no-progress", "--out-dir", str(tmp_path / "curve"))
+    curve = trm_in_process("eval", str(run_dir), "--depth-curve", "1,2,4", "--no-progress", "--out-dir",
+                           str(tmp_path / "curve"))
     assert curve.returncode == 0, curve.stderr[-3000:]
     rows = json.loads((tmp_path / "curve" / "depth_curve.json").read_text())["rows"]
     assert [(r["halting"], r["depth"]) for r in rows] == [("fixed", 1), ("fixed", 2), ("fixed", 4), ("adaptive", 4)]
@@ -218,7 +220,7 @@ def test_trm_eval_halting_options_and_depth_curve(tmp_path):
     assert (tmp_path / "curve" / "depth_curve.csv").read_text().count("\n") == 5
     png = tmp_path / "curve" / "depth_curve.png"
     assert png.exists() == ("picture: " + str(png) in curve.stdout)
-    bad = trm("eval", str(run_dir), "--depth-curve", "1,x")
+    bad = trm_in_process("eval", str(run_dir), "--depth-curve", "1,x")
     assert bad.returncode == 2 and "step counts" in bad.stderr and "Traceback" not in bad.stderr
     # trm eval calls the model as training did: compiled when the run's train.compile says so (auto: CUDA only).
     from trm.cli.evaluate import load_evaluation
@@ -373,7 +375,7 @@ def test_trm_eval_says_what_it_evaluated_and_a_missing_split_lists_the_splits(ti
     with the ones it has, before the model is loaded."""
     import json
 
-    from tiny_runs import trm
+    from in_process import trm_in_process as trm  # the command in this process: its output is the same
 
     checkpoint = sorted((tiny_sudoku_run / "checkpoints").glob("step_*"))[-1]
     fixed = trm("eval", str(tiny_sudoku_run), "--halting", "fixed", "--max-steps", "3", "--limit", "16",

@@ -102,27 +102,21 @@ def test_arc_command_help_is_sentence_case():
     assert CliRunner().invoke(arc_group, ["stats", "--help"]).exit_code == 0
 
 
-def test_arc_vote_evaluation_is_the_same_on_one_and_two_processes(arc_dir, tmp_path):
+def test_arc_vote_evaluation_is_the_same_on_one_and_two_processes(tiny_arc_run, tmp_path):
     """arc_vote in many processes: each scores its shard, the votes are gathered, and the metrics and the
     submission equal a one-process evaluation of the same checkpoint."""
     import os
+    import shutil
     import subprocess
     import sys
 
     from conftest import REPO
 
-    recipe = tmp_path / "arc_tiny.yaml"
-    recipe.write_text(
-        f"extends: {REPO}/recipes/arc_small.yaml\n"
-        f"task: {{name: arc, options: {{source: {arc_dir}, subsets: [training, evaluation, concept], "
-        f"test_subset: evaluation, task_ids: null, num_aug: 3, seed: 1}}}}\n"
-        f"data: {{store: {tmp_path / 'arc.zarr'}, build_if_missing: true}}\n"
-        "model: {hidden_size: 32, h_cycles: 1, l_cycles: 1, puzzle_emb_len: 1, puzzle_emb_dim: 32}\n"
-        "backbone: {name: attention, options: {layers: 1, num_heads: 2}}\n"
-        "train: {global_batch_size: 8, max_steps: 2, compile: 'off'}\n"
-        "eval: {every: null, batch_size: 6}\n")  # 6: the last window is padded, and each process gets 3 rows
-    env = {**os.environ, "TRM_TRACKERS": "none", "OMP_NUM_THREADS": "1"}
+    # The shared 2-step run (conftest.py; its eval batch of 6 pads the last window and gives each process 3 rows),
+    # copied: the evaluations write into the run directory.
     run = tmp_path / "run"
+    shutil.copytree(tiny_arc_run[1], run)
+    env = {**os.environ, "TRM_TRACKERS": "none", "OMP_NUM_THREADS": "1"}
 
     def call(*args: str, processes: int = 1) -> subprocess.CompletedProcess:
         launch = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1
@@ -132,7 +126,6 @@ def test_arc_vote_evaluation_is_the_same_on_one_and_two_processes(arc_dir, tmp_p
         assert result.returncode == 0, result.stderr[-3000:]
         return result
 
-    call("run", str(recipe), "--run-dir", str(run), "--no-progress")
     reports = []
     for processes in (1, 2):
         out = tmp_path / f"eval{processes}.json"

@@ -1,19 +1,17 @@
 """`trm bench`: the tiny CPU path end to end, and the FLOP estimates of the paper configurations (docs/reference-code.md 11)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from in_process import trm_in_process
 from trm.bench import PAPER_CONFIGS, count_step_flops, run_bench
 
 
 def test_tiny_bench_runs_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    result = subprocess.run([sys.executable, "-m", "trm", "bench", "--tiny", "--config", "sudoku-mlp", "--config",
-                             "arc-att", "--steps", "2", "--warmup", "1", "--out", str(out)],
-                            capture_output=True, text=True, timeout=600)
+    result = trm_in_process("bench", "--tiny", "--config", "sudoku-mlp", "--config", "arc-att", "--steps", "2",
+                            "--warmup", "1", "--out", str(out))  # the command, in this process
     assert result.returncode == 0, result.stderr
     assert "ms/step" in result.stdout and "TFLOP/s" in result.stdout
     data = json.loads(out.read_text())
@@ -38,8 +36,7 @@ def test_recipe_names_select_their_configuration():
 
 
 def test_unknown_config_is_a_user_error():
-    result = subprocess.run([sys.executable, "-m", "trm", "bench", "--tiny", "--config", "chess"],
-                            capture_output=True, text=True)
+    result = trm_in_process("bench", "--tiny", "--config", "chess")
     assert result.returncode == 2 and "unknown benchmark config" in result.stderr
 
 

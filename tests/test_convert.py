@@ -4,13 +4,12 @@ forward (written here from docs/reference-code.md 3, independent of trm's module
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from in_process import trm_in_process
 from trm.convert import convert_state_dict, reference_key_to_trm
 from trm.build import assemble
 from trm.engine import ModelConfig
@@ -176,8 +175,8 @@ def test_cli_writes_a_loadable_run_directory(tmp_path):
     names = tmp_path / "identifiers.json"
     names.write_text(json.dumps([f"puzzle-{i}" for i in range(ids)]))
     out = tmp_path / "converted"
-    result = subprocess.run([sys.executable, "-m", "trm", "convert", "reference", str(ckpt), "--recipe", str(recipe),
-                             "--out", str(out), "--identifiers", str(names)], capture_output=True, text=True)
+    result = trm_in_process("convert", "reference", str(ckpt), "--recipe", str(recipe), "--out", str(out),
+                            "--identifiers", str(names))  # the command in this process
     assert result.returncode == 0, result.stderr
     from trm.api import load
 
@@ -188,10 +187,9 @@ def test_cli_writes_a_loadable_run_directory(tmp_path):
     steps = loaded.run(torch.randint(1, dims.vocab_size, (2, dims.seq_len)), [0, 0], max_steps=3)
     assert [s.step for s in steps] == [1, 2, 3] and steps[0].logits.shape == (2, dims.seq_len, dims.vocab_size)
     board = "1" + "." * (dims.seq_len - 1)  # trm solve takes a converted reference run like a trm run
-    solved = subprocess.run([sys.executable, "-m", "trm", "solve", str(out), board, "--json", "--max-steps", "2"],
-                            capture_output=True, text=True)
+    solved = trm_in_process("solve", str(out), board, "--json", "--max-steps", "2")
     assert solved.returncode == 0, solved.stderr
     assert json.loads(solved.stdout)["puzzles"][0]["steps"] in (1, 2)
-    bad = subprocess.run([sys.executable, "-m", "trm", "convert", "reference", str(tmp_path / "missing.pt"),
-                          "--recipe", str(recipe), "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    bad = trm_in_process("convert", "reference", str(tmp_path / "missing.pt"), "--recipe", str(recipe),
+                         "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "no such file" in bad.stderr

@@ -13,7 +13,8 @@ from trm.recipe import DepthPhase
 
 from test_config import GOOD, problems_of, write
 from test_engine import CountingBackbone, batch, tiny
-from test_train import trm, write_recipe
+from in_process import trm_in_process
+from test_train import write_recipe
 
 PHASES = [DepthPhase(0.25, 1, 1), DepthPhase(0.5, 2, 3)]
 
@@ -54,9 +55,10 @@ def test_training_uses_the_curriculum_depth_and_evaluation_the_models():
 def test_a_run_prints_its_phases_and_evaluates_the_whole_split_at_the_end(tmp_path):
     recipe = write_recipe(tmp_path, steps=6)
     run = tmp_path / "run"
-    result = trm("run", str(recipe), "--run-dir", str(run), "--no-progress",
-                 "train.depth_curriculum=[{until: 0.5, h_cycles: 1, l_cycles: 1}]", "eval.final_whole_split=true",
-                 "train.ema=0.5")  # EMA weights that moved from the initial ones in 6 steps
+    result = trm_in_process("run", str(recipe), "--run-dir", str(run), "--no-progress",
+                            "train.depth_curriculum=[{until: 0.5, h_cycles: 1, l_cycles: 1}]",
+                            "eval.final_whole_split=true",
+                            "train.ema=0.5")  # EMA weights that moved from the initial ones in 6 steps
     assert result.returncode == 0, result.stderr[-3000:]
     assert "depth curriculum: from step 0, T=1, n=1" in result.stderr
     assert "depth curriculum: from step 3, T=2, n=2 (the model's own)" in result.stderr
@@ -66,7 +68,7 @@ def test_a_run_prints_its_phases_and_evaluates_the_whole_split_at_the_end(tmp_pa
     assert evals[-1]["wall_s"] > 0
     # `trm eval` of the run directory over the whole split repeats the run's final number exactly (same weights,
     # order, batch and halting; the model called as training called it).
-    again = trm("eval", str(run), "eval.limit=null", "--no-progress", "--out", str(tmp_path / "again.json"))
+    again = trm_in_process("eval", str(run), "eval.limit=null", "--no-progress", "--out", str(tmp_path / "again.json"))
     assert again.returncode == 0, again.stderr[-3000:]
     metrics = json.loads((tmp_path / "again.json").read_text())["metrics"]
     assert 0 < evals[-1]["exact_match/cell_accuracy"] < 1, "the comparison needs a model that gets some cells right"

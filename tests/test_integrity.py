@@ -59,7 +59,7 @@ def test_metric_drop_is_normal_minus_replaced():
 
 
 def test_trm_eval_puzzle_ids_blank_reports_the_drop_beside_the_normal_result(tiny_sudoku_run, tmp_path):
-    from tiny_runs import trm
+    from in_process import trm_in_process as trm  # the command in this process, not a subprocess
 
     out = tmp_path / "blank.json"
     result = trm("eval", str(tiny_sudoku_run), "--puzzle-ids", "blank", "--limit", "32", "--out", str(out),
@@ -79,7 +79,7 @@ def test_trm_eval_puzzle_ids_blank_reports_the_drop_beside_the_normal_result(tin
 
 
 def test_trm_eval_trajectories_draws_right_and_wrong_examples(tiny_sudoku_run, tmp_path):
-    from tiny_runs import trm
+    from in_process import trm_in_process as trm  # the command in this process, not a subprocess
 
     out = tmp_path / "t.json"
     result = trm("eval", str(tiny_sudoku_run), "--trajectories", "3", "--limit", "16", "--out", str(out),
@@ -137,7 +137,7 @@ def test_leakage_finds_exact_and_augmented_copies_of_test_inputs():
 
 
 def test_trm_data_check_leakage_on_a_built_store(tiny_sudoku_run):
-    from tiny_runs import trm
+    from in_process import trm_in_process as trm  # the command in this process, not a subprocess
 
     store = tiny_sudoku_run.parent / "store.zarr"
     result = trm("data", "check-leakage", str(store), "--json", "--no-progress")
@@ -172,7 +172,7 @@ def test_arc_canonical_form_finds_a_translated_rotated_recoloured_input():
 @pytest.mark.parametrize("override, mismatch", [("model.hidden_size=64", "size mismatch"),
                                                 ("backbone.options.layers=3", "key")])
 def test_trm_eval_refuses_an_override_that_reshapes_the_model_in_one_line(tiny_sudoku_run, override, mismatch):
-    from tiny_runs import trm
+    from in_process import trm_in_process as trm  # the command in this process, not a subprocess
 
     refused = trm("eval", str(tiny_sudoku_run), override, "--no-progress")
     assert refused.returncode == 2, refused.stderr

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import REPO
+from in_process import trm_in_process
 from test_train import assert_same_records, train_records, trm, write_recipe
 from trm import config
 from trm.build import assemble
@@ -221,7 +222,7 @@ def test_a_tiny_muon_run_learns_and_resumes_exactly(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "at step 10" in resumed.stdout
     assert_same_records(train_records(tmp_path / "killed"), train_records(tmp_path / "straight"))
-    switched = trm("run", "--resume", str(tmp_path / "killed"), "optim.name=adam_atan2", "--no-progress")
+    switched = trm_in_process("run", "--resume", str(tmp_path / "killed"), "optim.name=adam_atan2", "--no-progress")
     assert switched.returncode == 2 and "a resumed run cannot change optim.name" in switched.stderr, switched.stderr
     assert len(switched.stderr.strip().splitlines()) == 1, switched.stderr
     assert "name: muon" in (tmp_path / "killed" / "recipe.yaml").read_text()  # the refused override left no trace

@@ -20,7 +20,7 @@ from trm.hookspecs import hookimpl
 from trm.recipe_catalog import builtin_recipe_dir, find_recipe, resolve_recipe, shipped_recipes
 
 from conftest import REPO
-from test_train import trm
+from in_process import trm_in_process
 
 
 class RecipePlugin:
@@ -140,12 +140,12 @@ def test_shipped_recipe_runs_from_any_directory_and_eval_works_from_another(tmp_
     small = ["task.options.num_train=40", "task.options.num_test=16", "task.options.num_aug=1", "train.epochs=1",
              "train.global_batch_size=16", "model.hidden_size=16", "model.puzzle_emb_dim=16", "eval.every=null",
              "train.compile=off", "--run-dir", "run", "--no-progress"]
-    result = trm("run", "quickstart", *small, cwd=first)
+    result = trm_in_process("run", "quickstart", *small, cwd=first)  # in this process, from that folder
     assert result.returncode == 0, result.stderr
     assert "an epoch = every group fetched once, of which only rows replacing halted samples are trained" in result.stdout
     saved = (first / "run" / "recipe.yaml").read_text()
     assert f"store: {first / 'data'}" in saved  # under ./data of the folder it ran in, recorded absolute
-    evaluated = trm("eval", str(first / "run"), "--no-progress", cwd=second)
+    evaluated = trm_in_process("eval", str(first / "run"), "--no-progress", cwd=second)
     assert evaluated.returncode == 0, evaluated.stderr
     assert "exact_match/exact_accuracy" in evaluated.stdout
     assert not (second / "data").exists()

@@ -24,6 +24,7 @@ import pytest
 import torch
 import yaml
 
+from in_process import trm_in_process
 from test_train import assert_same_records, eval_records, train_records, trm, write_recipe
 from trm.checkpoint import find_checkpoint, prune_checkpoints, read_checkpoint, write_checkpoint
 from trm.errors import UserError
@@ -86,6 +87,18 @@ def faulty_recipe(tmp_path: Path, steps: int = 6) -> Path:
     return write_recipe(tmp_path, steps=steps, extra=f"plugins: [{tmp_path / 'faults.py'}]\n")
 
 
+def trm_here(*args, env: dict | None = None):
+    """``trm ARGS`` in this process (tests/in_process.py), with TinyRecursiveModel.forward put back afterwards: the
+    FAULTS file replaces it when it is loaded, which a subprocess would forget on exit."""
+    from trm.engine import TinyRecursiveModel
+
+    forward = TinyRecursiveModel.forward
+    try:
+        return trm_in_process(*args, env=env)
+    finally:
+        TinyRecursiveModel.forward = forward
+
+
 def one_line(result) -> str:
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr[-3000:]
@@ -117,21 +130,22 @@ def copy_run(base_run: Path, tmp_path: Path) -> Path:
 
 def test_final_evaluator_failure_keeps_the_checkpoint_and_resume_reruns_the_evaluation(base_run, tmp_path):
     run = copy_run(base_run, tmp_path)
-    failed = trm("run", "--resume", str(run), "train.max_steps=3", "--no-progress", env={"TRM_TEST_FAULT": "update"})
+    failed = trm_here("run", "--resume", str(run), "train.max_steps=3", "--no-progress",
+                      env={"TRM_TEST_FAULT": "update"})
     assert failed.returncode == 3  # the fault is a bug in the (test's) plugin, not the user's input
     line = one_line(failed)
     assert line.startswith("trm: error: bug in plugin ")
     assert "evaluation at step 3 failed in evaluator 'faulty' (update): RuntimeError: evaluator bug" in line
     assert "checkpoint of step 3 is kept" in line and f"trm run --resume {run}" in line
     assert complete_checkpoints(run) == ["step_2", "step_3"] and [r["step"] for r in eval_records(run)] == [2]
-    evaluated = trm("eval", str(run), "--no-progress")  # a complete run whose final evaluation failed
+    evaluated = trm_here("eval", str(run), "--no-progress")  # a complete run whose final evaluation failed
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert json.loads(sorted(run.glob("eval-step_3-*.json"))[-1].read_text())["step"] == 3
-    resumed = trm("run", "--resume", str(run), "--no-progress")
+    resumed = trm_here("run", "--resume", str(run), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "final evaluation did not finish; running it again" in resumed.stdout
     assert [r["step"] for r in eval_records(run)] == [2, 3] and len(train_records(run)) == 3
-    again = trm("run", "--resume", str(run), "--no-progress")
+    again = trm_here("run", "--resume", str(run), "--no-progress")
     assert again.returncode == 0 and "the run is complete (3/3 optimizer steps)" in again.stdout
     assert [r["step"] for r in eval_records(run)] == [2, 3]  # no evaluation logged twice
 
@@ -141,16 +155,16 @@ def test_failing_hook_in_a_mid_run_evaluation_resumes_exactly_and_logs_each_eval
     recipe = faulty_recipe(tmp_path, steps=5)
     every = (*FAULTY, "eval.every=1", f"data.store={tmp_path / 'small.zarr'}", "task.options.num_train=64",
              "task.options.num_test=32")
-    straight = trm("run", str(recipe), *every, "--run-dir", str(tmp_path / "straight"), "--no-progress")
+    straight = trm_here("run", str(recipe), *every, "--run-dir", str(tmp_path / "straight"), "--no-progress")
     assert straight.returncode == 0, straight.stderr[-3000:]
     run = tmp_path / "run"
-    failed = trm("run", str(recipe), *every, "--run-dir", str(run), "--no-progress",
-                 env={"TRM_TEST_FAULT": "hook", "TRM_TEST_FAULT_STEP": "2"})
+    failed = trm_here("run", str(recipe), *every, "--run-dir", str(run), "--no-progress",
+                      env={"TRM_TEST_FAULT": "hook", "TRM_TEST_FAULT_STEP": "2"})
     assert failed.returncode == 3  # a bug in the hook's plugin
     line = one_line(failed)
     assert "evaluation at step 2 failed in hook trm_after_eval: ValueError: hook broke at step 2" in line
     assert "continues training" in line and complete_checkpoints(run) == ["step_2"] and not eval_records(run)
-    resumed = trm("run", "--resume", str(run), "--no-progress")
+    resumed = trm_here("run", "--resume", str(run), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "the evaluation at step 2 did not finish last time; running it again" in resumed.stdout
     assert [r["step"] for r in eval_records(run)] == [r["step"] for r in eval_records(tmp_path / "straight")]
@@ -168,10 +182,11 @@ def test_failing_hook_in_a_mid_run_evaluation_resumes_exactly_and_logs_each_eval
 def test_non_numeric_metric_and_out_of_memory_are_one_line_with_the_checkpoint_kept(base_run, tmp_path, fault,
                                                                                       expected, code):
     run = copy_run(base_run, tmp_path)
-    failed = trm("run", "--resume", str(run), "train.max_steps=3", "--no-progress", env={"TRM_TEST_FAULT": fault})
+    failed = trm_here("run", "--resume", str(run), "train.max_steps=3", "--no-progress",
+                      env={"TRM_TEST_FAULT": fault})
     assert failed.returncode == code and expected in one_line(failed)
     assert complete_checkpoints(run)[-1] == "step_3"
-    evaluated = trm("eval", str(run), "--no-progress", env={"TRM_TEST_FAULT": fault})  # trm eval says it the same way
+    evaluated = trm_here("eval", str(run), "--no-progress", env={"TRM_TEST_FAULT": fault})  # trm eval: the same
     assert evaluated.returncode == code and expected in one_line(evaluated)
     assert "the run directory is unchanged" in evaluated.stderr
 
@@ -185,7 +200,7 @@ def test_damaged_test_split_fails_the_evaluation_not_the_training(base_run, tmp_
     for chunk in chunks:
         chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])  # truncated shards
     recipe, run = write_recipe(tmp_path, steps=2), tmp_path / "run"
-    failed = trm("run", str(recipe), f"data.store={store}", "--run-dir", str(run), "--no-progress")
+    failed = trm_here("run", str(recipe), f"data.store={store}", "--run-dir", str(run), "--no-progress")
     assert failed.returncode == 2
     assert "evaluation at step 2 failed" in one_line(failed) and complete_checkpoints(run) == ["step_2"]
 
@@ -205,14 +220,14 @@ def test_second_writer_is_refused_and_a_stale_lock_is_taken_over(base_run, tmp_p
         """)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:
         assert holder.stdout.readline().strip() == "locked"
-        refused = trm("run", "--resume", str(run), "train.max_steps=3", "--no-progress")
+        refused = trm_here("run", "--resume", str(run), "train.max_steps=3", "--no-progress")
         assert refused.returncode == 2
         assert f"{run}: in use by process {holder.pid} on {socket.gethostname()}" in one_line(refused)
     finally:
         holder.kill()
         holder.wait()
     assert (run / "trm.lock").exists()  # a SIGKILLed holder leaves its file: a stale lock
-    taken = trm("run", "--resume", str(run), "train.max_steps=3", "--no-progress")
+    taken = trm_here("run", "--resume", str(run), "train.max_steps=3", "--no-progress")
     assert taken.returncode == 0, taken.stderr[-3000:]
     assert f"taking over the lock of process {holder.pid} on {socket.gethostname()}" in taken.stderr
     assert "which is no longer running" in taken.stderr and not (run / "trm.lock").exists()
@@ -254,11 +269,12 @@ def test_resume_overrides_that_change_the_model_or_data_are_refused(tmp_path, ov
 
 def test_resume_overrides_are_recorded_in_recipe_and_history(base_run, tmp_path):
     run = copy_run(base_run, tmp_path)
-    refused = trm("run", "--resume", str(run), "model.l_cycles=5", "train.max_steps=3", "--no-progress")
+    refused = trm_here("run", "--resume", str(run), "model.l_cycles=5", "train.max_steps=3", "--no-progress")
     assert refused.returncode == 2
     assert "model.l_cycles=5: a resumed run cannot change model.*" in one_line(refused)
     assert yaml.safe_load((run / "recipe.yaml").read_text())["model"]["l_cycles"] == 2
-    longer = trm("run", "--resume", str(run), "train.max_steps=3", "model.l_cycles=2", "--no-progress")  # no change
+    longer = trm_here("run", "--resume", str(run), "train.max_steps=3", "model.l_cycles=2",
+                      "--no-progress")  # no change
     assert longer.returncode == 0, longer.stderr[-3000:]
     assert yaml.safe_load((run / "recipe.yaml").read_text())["train"]["max_steps"] == 3
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
@@ -272,13 +288,13 @@ def test_resume_overrides_are_recorded_in_recipe_and_history(base_run, tmp_path)
 
 def test_store_built_with_other_task_options_is_refused_or_accepted_and_recorded(base_run, tmp_path):
     recipe = write_recipe(tmp_path, steps=1)  # the store base_run built, with num_train=2000
-    refused = trm("run", str(recipe), "task.options.num_train=1999", "--run-dir", str(tmp_path / "run"),
-                  "--no-progress")
+    refused = trm_here("run", str(recipe), "task.options.num_train=1999", "--run-dir", str(tmp_path / "run"),
+                       "--no-progress")
     assert refused.returncode == 2
     assert "built with other task options than the recipe's (num_train: store 2000, recipe 1999)" in one_line(refused)
     assert not (tmp_path / "run").exists()  # a start that fails leaves no run directory
-    accepted = trm("run", str(recipe), "task.options.num_train=1999", "data.match_task_options=false",
-                   "--run-dir", str(tmp_path / "run"), "--no-progress")
+    accepted = trm_here("run", str(recipe), "task.options.num_train=1999", "data.match_task_options=false",
+                        "--run-dir", str(tmp_path / "run"), "--no-progress")
     assert accepted.returncode == 0, accepted.stderr[-3000:]
     assert "training on it anyway (data.match_task_options: false)" in accepted.stdout
     start = json.loads((tmp_path / "run" / "history.jsonl").read_text().splitlines()[0])
@@ -291,7 +307,7 @@ def test_resume_never_builds_a_missing_store(base_run, tmp_path):
     store = tmp_path / "vanished.zarr"
     saved["data"]["store"] = str(store)  # the run's store, gone (build_if_missing is true in this recipe)
     (run / "recipe.yaml").write_text(yaml.safe_dump(saved))
-    resumed = trm("run", "--resume", str(run), "train.max_steps=3", "--no-progress")
+    resumed = trm_here("run", "--resume", str(run), "train.max_steps=3", "--no-progress")
     assert resumed.returncode == 2
     assert f"{store}: dataset store not found; a resumed run never builds its store" in one_line(resumed)
     assert not store.exists()
@@ -353,12 +369,12 @@ def test_disk_full_while_writing_a_checkpoint_removes_the_partial_files(tmp_path
 def test_trm_eval_says_a_missing_ema_file_on_stdout_and_names_a_damaged_one(base_run, tmp_path):
     run = copy_run(base_run, tmp_path)
     (run / "checkpoints" / "step_2" / "ema.safetensors").unlink()
-    result = trm("eval", str(run), "--no-progress")
+    result = trm_here("eval", str(run), "--no-progress")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ema.safetensors: it is missing" in result.stdout and "evaluating the live weights" in result.stdout
     model = run / "checkpoints" / "step_2" / "model.safetensors"
     _truncate(model)
-    damaged = trm("eval", str(run), "--no-progress")
+    damaged = trm_here("eval", str(run), "--no-progress")
     assert damaged.returncode == 2 and one_line(damaged).startswith(f"trm: error: {model}: damaged checkpoint file")
 
 
@@ -369,14 +385,15 @@ def test_a_start_that_fails_leaves_no_run_directory(tmp_path):
     recipe = write_recipe(tmp_path, steps=2, extra=f"plugins: [{tmp_path / 'broken.py'}]\n")
     (tmp_path / "broken.py").write_text("from trm.hookspecs import hookimpl\n@hookimpl\ndef trm_before_run(recipe, run_dir):\n"
                                         "    raise RuntimeError('before_run broke')\n")
-    result = trm("run", str(recipe), "--run-dir", str(tmp_path / "run"), "--no-progress")
+    result = trm_here("run", str(recipe), "--run-dir", str(tmp_path / "run"), "--no-progress")
     assert result.returncode != 0 and "before_run broke" in result.stderr
     assert not (tmp_path / "run").exists()
 
 
 def test_keep_checkpoints_keeps_the_latest_and_the_best(tmp_path):
     recipe, run = write_recipe(tmp_path, steps=4, ckpt=1), tmp_path / "run"
-    assert trm("run", str(recipe), "train.keep_checkpoints=2", "--run-dir", str(run), "--no-progress").returncode == 0
+    kept = trm_here("run", str(recipe), "train.keep_checkpoints=2", "--run-dir", str(run), "--no-progress")
+    assert kept.returncode == 0, kept.stderr[-3000:]
     assert complete_checkpoints(run) == ["step_3", "step_4"]
     for step in (1, 2, 3, 4):
         _checkpoint(tmp_path, step=step)

@@ -350,23 +350,10 @@ def test_arc_combine_votes_over_de_augmented_versions():
     assert "attempt 1 has 2, attempt 2 has 1 votes" in solution.note and "attempt 1 is right" in solution.note
 
 
-def test_trm_solve_on_arc_knows_only_its_training_tasks(arc_dir, tmp_path):
-    from tiny_runs import trm
+def test_trm_solve_on_arc_knows_only_its_training_tasks(tiny_arc_run, tmp_path):
+    from in_process import trm_in_process as trm  # trm solve in this process, as solve_cli above
 
-    from conftest import REPO
-
-    recipe = tmp_path / "arc.yaml"
-    recipe.write_text(
-        f"extends: {REPO}/recipes/arc_small.yaml\n"
-        f"task: {{name: arc, options: {{source: {arc_dir}, subsets: [training, evaluation, concept], "
-        f"test_subset: evaluation, task_ids: null, num_aug: 3, seed: 1}}}}\n"
-        f"data: {{store: {tmp_path / 'arc.zarr'}, build_if_missing: true}}\n"
-        "model: {hidden_size: 32, h_cycles: 1, l_cycles: 1, puzzle_emb_len: 1, puzzle_emb_dim: 32}\n"
-        "backbone: {name: attention, options: {layers: 1, num_heads: 2}}\n"
-        "train: {global_batch_size: 8, max_steps: 2, compile: 'off'}\n"
-        "eval: {every: null, batch_size: 6}\n")
-    run = tmp_path / "run"
-    assert trm("run", str(recipe), "--run-dir", str(run), "--no-progress").returncode == 0
+    arc_dir, run = tiny_arc_run  # 2 steps on the tiny ARC subsets (conftest.py)
     by_id = trm("solve", str(run), "evalA", "--json", "--max-steps", "2")
     assert by_id.returncode == 0, by_id.stderr
     puzzles = json.loads(by_id.stdout)["puzzles"]
@@ -409,7 +396,7 @@ def test_a_third_party_task_reads_checks_and_draws_through_its_own_hooks(tmp_pat
 
 
 def test_trm_solve_on_a_maze_file(tmp_path):
-    from tiny_runs import trm
+    from in_process import trm_in_process as trm  # the run and trm solve in this process
 
     from conftest import REPO
     from trm.store import open_store

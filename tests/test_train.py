@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from in_process import trm_in_process
 
 TINY = """
 extends: {repo}/recipes/quickstart_4x4.yaml
@@ -123,7 +124,7 @@ def run_with_recorder(tmp_path: Path) -> list[dict]:
     log = tmp_path / "events.jsonl"
     (tmp_path / "recorder.py").write_text(_RECORDER.format(log=str(log)))
     recipe = write_recipe(tmp_path, steps=6, extra="plugins: [recorder.py]\n")
-    result = trm("run", str(recipe), "--run-dir", str(tmp_path / "run"), "--no-progress")
+    result = trm_in_process("run", str(recipe), "--run-dir", str(tmp_path / "run"), "--no-progress")
     assert result.returncode == 0, result.stderr[-3000:]
     _recorded[key] = [json.loads(line) for line in log.read_text().splitlines()]
     return _recorded[key]
@@ -139,13 +140,13 @@ def test_run_prints_batch_plan_and_writes_run_dir(tmp_path):
     for name in ("recipe.yaml", "metrics.jsonl", "checkpoints/latest"):
         assert (run / name).exists(), name
     assert len(train_records(run)) == 4
-    evaluated = trm("eval", str(run), "--limit", "32", "--max-steps", "3", "--no-progress")
+    evaluated = trm_in_process("eval", str(run), "--limit", "32", "--max-steps", "3", "--no-progress")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     report = json.loads(sorted(run.glob("eval-step_4-test-*.json"))[-1].read_text())
     assert report["max_steps"] == 3 and report["metrics"]["eval/mean_steps"] == 3.0
     assert report["metrics"]["eval/examples"] == 32.0
     assert "written: " in evaluated.stdout and report["artefacts"][0].endswith("exact_match.json")
-    again = trm("run", str(recipe), "--run-dir", str(run), "--no-progress")
+    again = trm_in_process("run", str(recipe), "--run-dir", str(run), "--no-progress")
     assert again.returncode == 2 and "already holds a run" in again.stderr
 
 
@@ -169,14 +170,15 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
 def test_resume_refuses_a_store_with_another_fingerprint(tmp_path):
     recipe, own = write_recipe(tmp_path, steps=2), tmp_path / "own.zarr"
     shutil.copytree(tmp_path.parent / "tiny-store.zarr", own) if (tmp_path.parent / "tiny-store.zarr").exists() else None
-    assert trm("run", str(recipe), f"data.store={own}", "--run-dir", str(tmp_path / "run"), "--no-progress").returncode == 0
+    assert trm_in_process("run", str(recipe), f"data.store={own}", "--run-dir", str(tmp_path / "run"),
+                          "--no-progress").returncode == 0
     other = tmp_path / "other.zarr"
-    built = trm("augment", "sudoku", "--source", "generate", "--out", str(other), "size=4", "num_train=20",
-                "num_test=20", "seed=99", "--no-progress")
+    built = trm_in_process("augment", "sudoku", "--source", "generate", "--out", str(other), "size=4", "num_train=20",
+                           "num_test=20", "seed=99", "--no-progress")
     assert built.returncode == 0, built.stderr[-2000:]
     shutil.rmtree(own)
     other.rename(own)  # another store where the run's was (data.store itself cannot change on resume)
-    result = trm("run", "--resume", str(tmp_path / "run"), "--no-progress")
+    result = trm_in_process("run", "--resume", str(tmp_path / "run"), "--no-progress")
     assert result.returncode == 2
     assert "fingerprint" in result.stderr and "Traceback" not in result.stderr
 
@@ -205,25 +207,36 @@ def test_two_process_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert "at step 4" in resumed.stdout and "note:" not in resumed.stdout
     assert_same_records(train_records(tmp_path / "killed"), train_records(tmp_path / "straight"))
     assert_same_records(eval_records(tmp_path / "killed"), eval_records(tmp_path / "straight"))
-    single = trm("run", "--resume", str(tmp_path / "straight"), "train.max_steps=10", "--no-progress")
+    single = trm_in_process("run", "--resume", str(tmp_path / "straight"), "train.max_steps=10", "--no-progress")
     assert single.returncode == 0, single.stderr[-3000:]
     assert "written by 2 process(es), this run has 1" in single.stdout
 
 
+NO_EXPLORATION = "halting: {name: act_q, options: {exploration_prob: 0.0}}\n"
+
+
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory) -> Path:
+    """The one-process run that both cases of test_two_processes_match_one compare with (the same recipe)."""
+    folder = tmp_path_factory.mktemp("one-process")
+    recipe = write_recipe(folder, steps=6, extra=NO_EXPLORATION)
+    one = trm("run", str(recipe), "--run-dir", str(folder / "one"), "--no-progress")
+    assert one.returncode == 0, one.stderr[-3000:]
+    return folder / "one"
+
+
 @pytest.mark.parametrize("per_device", [None, 8])
-def test_two_processes_match_one(tmp_path, per_device):
+def test_two_processes_match_one(tmp_path, per_device, one_process_run):
     # Exploration draws come from per-process RNG streams (seed + rank, as in the reference), so this comparison
     # switches exploration off; everything else (data, weights, losses, both optimizers) must agree.
-    recipe = write_recipe(tmp_path, steps=6, extra="halting: {name: act_q, options: {exploration_prob: 0.0}}\n")
-    one = trm("run", str(recipe), "--run-dir", str(tmp_path / "one"), "--no-progress")
-    assert one.returncode == 0, one.stderr[-3000:]
+    recipe = write_recipe(tmp_path, steps=6, extra=NO_EXPLORATION)
     extra = [f"train.per_device_batch_size={per_device}"] if per_device else []
     two = torchrun("run", str(recipe), "--run-dir", str(tmp_path / "two"), "--no-progress", *extra)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "x 2 process(es)" in two.stdout
     if per_device:
         assert "2 process(es) x 8 per device x 2 accumulation step(s)" in two.stdout
-    a, b = train_records(tmp_path / "one"), train_records(tmp_path / "two")
+    a, b = train_records(one_process_run), train_records(tmp_path / "two")
     assert len(a) == len(b) == 6
     for left, right in zip(a, b):
         for key in ("lm_loss", "q_halt_loss", "accuracy", "exact_accuracy", "steps"):
@@ -252,34 +265,37 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(tmp_pa
 def test_resuming_a_complete_run_says_so_and_more_steps_do_not_repeat_the_last_evaluation(tmp_path):
     recipe = write_recipe(tmp_path, steps=4)  # with eval.every 1 (a second `eval:` key would be a duplicate key)
     recipe.write_text(recipe.read_text().replace("eval: {every: null,", "eval: {every: 1,"))
-    first = trm("run", str(recipe), "--run-dir", str(tmp_path / "run"), "--no-progress")
+    first = trm_in_process("run", str(recipe), "--run-dir", str(tmp_path / "run"), "--no-progress")
     assert first.returncode == 0, first.stderr[-3000:]
     evaluations = [r["step"] for r in eval_records(tmp_path / "run")]
-    again = trm("run", "--resume", str(tmp_path / "run"), "--no-progress")
+    again = trm_in_process("run", "--resume", str(tmp_path / "run"), "--no-progress")
     assert again.returncode == 0 and "the run is complete (4/4 optimizer steps)" in again.stdout
     assert [r["step"] for r in eval_records(tmp_path / "run")] == evaluations
-    longer = trm("run", "--resume", str(tmp_path / "run"), "train.max_steps=5", "--no-progress")
+    longer = trm_in_process("run", "--resume", str(tmp_path / "run"), "train.max_steps=5", "--no-progress")
     assert longer.returncode == 0, longer.stderr[-3000:]
     assert [r["step"] for r in eval_records(tmp_path / "run")] == evaluations + [5]  # not 5 twice, no step-4 repeat
 
 
 def test_run_and_resume_mistakes_are_one_line_errors(tmp_path):
     recipe = write_recipe(tmp_path, steps=2)
-    missing = trm("run", str(recipe), "data.store=" + str(tmp_path / "none.zarr"), "data.build_if_missing=false",
-                  "--run-dir", str(tmp_path / "never"))
+    # In this process (CliRunner): the messages and exit codes are the command's; tests/test_cli.py checks them
+    # from a real process.
+    missing = trm_in_process("run", str(recipe), "data.store=" + str(tmp_path / "none.zarr"),
+                             "data.build_if_missing=false", "--run-dir", str(tmp_path / "never"))
     assert missing.returncode == 2 and "dataset store not found" in missing.stderr
     assert not (tmp_path / "never").exists()  # no empty run directory left behind
-    bogus = trm("run", str(recipe), "--run-dir", str(tmp_path / "t"), env={"TRM_TRACKERS": "bogus"})
+    bogus = trm_in_process("run", str(recipe), "--run-dir", str(tmp_path / "t"), env={"TRM_TRACKERS": "bogus"})
     assert bogus.returncode == 2 and "TRM_TRACKERS: unknown tracker 'bogus'" in bogus.stderr
-    assert "no such run directory" in trm("run", "--resume", str(tmp_path / "nope")).stderr
+    assert "no such run directory" in trm_in_process("run", "--resume", str(tmp_path / "nope")).stderr
     (tmp_path / "early").mkdir()
     (tmp_path / "early" / "recipe.yaml").write_text(recipe.read_text())
-    early = trm("run", "--resume", str(tmp_path / "early"))
+    early = trm_in_process("run", "--resume", str(tmp_path / "early"))
     assert early.returncode == 2 and "stopped before its first checkpoint" in early.stderr
-    done = trm("run", str(recipe), "--run-dir", str(tmp_path / "done"), "--no-progress")
-    assert done.returncode == 0 and "(capped by train.max_steps;" in done.stdout and "evaluation: at the end" in done.stdout
-    reshaped = trm("run", "--resume", str(tmp_path / "done"), "model.hidden_size=64", "model.puzzle_emb_dim=64",
-                   "backbone.options.num_heads=2", "train.max_steps=4")
+    done = trm_in_process("run", str(recipe), "--run-dir", str(tmp_path / "done"), "--no-progress")
+    assert done.returncode == 0 and "(capped by train.max_steps;" in done.stdout
+    assert "evaluation: at the end" in done.stdout
+    reshaped = trm_in_process("run", "--resume", str(tmp_path / "done"), "model.hidden_size=64",
+                              "model.puzzle_emb_dim=64", "backbone.options.num_heads=2", "train.max_steps=4")
     assert reshaped.returncode == 2
     assert "model.hidden_size=64 model.puzzle_emb_dim=64: a resumed run cannot change model.*" in reshaped.stderr
     for result in (missing, bogus, early, reshaped):
@@ -289,20 +305,20 @@ def test_run_and_resume_mistakes_are_one_line_errors(tmp_path):
 def test_runs_lists_run_directories_with_step_checkpoint_and_last_evaluation(tmp_path):
     recipe = write_recipe(tmp_path, steps=6, ckpt=4)
     runs = tmp_path / "runs"
-    assert trm("run", str(recipe), "--run-dir", str(runs / "done"), "--no-progress").returncode == 0
+    assert trm_in_process("run", str(recipe), "--run-dir", str(runs / "done"), "--no-progress").returncode == 0
     # killed right after step 6 is taken, before it is logged: step 5 logged, checkpoint step_4
     cut = trm("run", str(recipe), "train.max_steps=8", "--run-dir", str(runs / "cut"), "--no-progress",
               fault_at=(6,))
     assert cut.returncode == -signal.SIGKILL
     (runs / "not-a-run").mkdir()
-    listed = trm("runs", str(runs), "--json")
+    listed = trm_in_process("runs", str(runs), "--json")
     assert listed.returncode == 0, listed.stderr
     rows = {row["run"]: row for row in json.loads(listed.stdout)}
     assert sorted(rows) == ["cut", "done"]
     assert (rows["done"]["step"], rows["done"]["checkpoint"], rows["done"]["eval_step"]) == (6, "step_6", 6)
     assert rows["done"]["eval"].startswith("exact_match/exact_accuracy=")
     assert (rows["cut"]["step"], rows["cut"]["checkpoint"], rows["cut"]["eval"]) == (5, "step_4", "-")
-    table = trm("runs", str(runs)).stdout.splitlines()
+    table = trm_in_process("runs", str(runs)).stdout.splitlines()
     assert table[0].split()[:4] == ["run", "step", "epoch", "checkpoint"] and len(table) == 3
 
 

@@ -136,10 +136,9 @@ def test_a_section_that_is_not_a_mapping_says_so_once(recipe, fake_host):
 
 def test_a_number_where_text_is_expected_suggests_quoting(tmp_path):
     from conftest import REPO
-    import subprocess
-    import sys
+    from in_process import trm_in_process
 
-    result = subprocess.run([sys.executable, "-m", "trm", "recipe", "validate", str(REPO / "recipes/arc_small.yaml"),
-                             "task.options.task_ids=[00576224]"], capture_output=True, text=True)
+    result = trm_in_process("recipe", "validate", str(REPO / "recipes/arc_small.yaml"),
+                            "task.options.task_ids=[00576224]")
     assert result.returncode == 2
     assert "task_ids[0]: expected str, got int 195732; YAML reads unquoted digits as a number" in result.stderr

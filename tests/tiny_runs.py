@@ -1,5 +1,5 @@
-"""Tiny trained runs shared by the tests of solving, trajectories, reports and integrity checks (trained once per
-session through the conftest fixtures; a few seconds on a CPU)."""
+"""Tiny trained runs shared by the tests of solving, trajectories, reports, integrity checks and ARC voting (trained
+once per session through the conftest fixtures; a few seconds on a CPU)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,28 @@ def train_tiny_sudoku(folder: Path) -> Path:
     """A 4x4 Sudoku run of 40 optimizer steps (its store beside it); returns the run directory."""
     recipe = folder / "tiny-sudoku.yaml"
     recipe.write_text(TINY_SUDOKU.format(repo=REPO, store=folder / "store.zarr"))
+    run = folder / "run"
+    result = trm("run", str(recipe), "--run-dir", str(run), "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run
+
+
+TINY_ARC = """
+extends: {repo}/recipes/arc_small.yaml
+task: {{name: arc, options: {{source: {arc_dir}, subsets: [training, evaluation, concept], test_subset: evaluation,
+                             task_ids: null, num_aug: 3, seed: 1}}}}
+data: {{store: {store}, build_if_missing: true}}
+model: {{hidden_size: 32, h_cycles: 1, l_cycles: 1, puzzle_emb_len: 1, puzzle_emb_dim: 32}}
+backbone: {{name: attention, options: {{layers: 1, num_heads: 2}}}}
+train: {{global_batch_size: 8, max_steps: 2, compile: 'off'}}
+eval: {{every: null, batch_size: 6}}
+"""  # eval batch 6: the last window is padded, and each of two processes gets 3 rows
+
+
+def train_tiny_arc(folder: Path, arc_dir: Path) -> Path:
+    """An ARC run of 2 optimizer steps on the tasks in ``arc_dir`` (its store beside it); returns the run directory."""
+    recipe = folder / "arc_tiny.yaml"
+    recipe.write_text(TINY_ARC.format(repo=REPO, arc_dir=arc_dir, store=folder / "arc.zarr"))
     run = folder / "run"
     result = trm("run", str(recipe), "--run-dir", str(run), "--no-progress")
     assert result.returncode == 0, result.stderr[-3000:]
