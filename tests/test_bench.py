@@ -54,6 +54,10 @@ def test_flop_counts_match_the_reference_estimates(config, tflop):
     ({"profile_dir": "/proc/x/prof"}, "--profile /proc/x/prof: cannot create the directory"),
     ({"recompute": ("sometimes",)}, "--recompute sometimes: expected one of auto, none, swiglu"),
     ({"recompute": "swiglu", "path": "faithful"}, "--recompute swiglu: it sets the fast path, and --path faithful"),
+    ({"fused_swiglu": ("sometimes",)}, "--fused-swiglu sometimes: expected one of auto, on, off"),
+    ({"fused_swiglu": ("off", "auto"), "path": "faithful"},
+     "--fused-swiglu auto: it sets the fast path, and --path faithful"),
+    ({"fused_swiglu": ("on",), "device": "cpu", "path": "fast"}, "model.fused_swiglu: on, but it runs on CUDA only"),
 ])
 def test_mistakes_fail_before_any_benchmark_runs(kwargs, message, monkeypatch):
     from trm import bench as bench_module

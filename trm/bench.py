@@ -340,10 +340,11 @@ def run_bench(*, names: tuple[str, ...] = (), tiny: bool = False, device: str | 
         configs = [attrs.evolve(c, batch_size=batch_size) for c in configs]
     target = resolve_device(device)
     defaults = ("auto", attrs.fields(ModelConfig).fused_swiglu.default)
-    if not compare and not uses_fast_path(path, target) and settings != [defaults]:
-        option, chosen = next(("--recompute", r) if r != defaults[0] else ("--fused-swiglu", f) for r, f in settings
-                              if (r, f) != defaults)
-        raise UserError(f"{option} {chosen}: it sets the fast path, and --path {path} runs the faithful one "
+    chosen = ([("--recompute", r) for r in recompute if r != defaults[0]]
+              + [("--fused-swiglu", f) for f in fused_swiglu if f != defaults[1]])
+    if not compare and not uses_fast_path(path, target) and chosen:
+        option, value = chosen[0]
+        raise UserError(f"{option} {value}: it sets the fast path, and --path {path} runs the faithful one "
                         f"here; add --path fast or --compare")
     if "on" in fused_swiglu:  # refused before anything is timed, as a recipe's model.fused_swiglu: on would be
         uses_fused_swiglu("on", True, target)
