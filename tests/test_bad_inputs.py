@@ -89,10 +89,25 @@ def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
     ("train.epochs=many", "$.train.epochs: expected int, got str 'many'"),
     ("backbone.name=atention", "$.backbone.name: unknown backbone 'atention' (did you mean 'attention'?)"),
     ("optim={lr: x}", "$.optim.lr: expected float, got str 'x'"),
+    ("trian.epochs=3", "$.trian: unknown key (did you mean 'train'?)"),  # the override made the section
+    ("eval.evaluators=5", "$.eval.evaluators: expected a list of names or {name, options} mappings, got int 5"),
 ])
 def test_override_problems_are_blamed_on_the_command_line_not_the_recipe(override, problem):
     line = error_line(invoke("recipe", "validate", QUICKSTART, override))
     assert line.startswith(f"command line, override '{override}': {problem}"), line
+
+
+def test_one_evaluator_may_be_given_without_a_list_and_its_problems_join_the_others(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"extends: {QUICKSTART}\neval: {{evaluators: exact_match}}\n")
+    assert invoke("recipe", "validate", recipe).exit_code == 0  # one name, not a list of its letters
+    recipe.write_text(f"extends: {QUICKSTART}\neval: {{evaluators: exact_matc}}\n")
+    result = invoke("recipe", "validate", recipe, "train.epochs=0")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert "command line, override 'train.epochs=0': $.train.epochs: must be >= 1 (got 0)" in lines
+    assert any(line.startswith(f"{recipe}: $.eval.evaluators[0].name: unknown evaluator 'exact_matc' (did you "
+                               "mean 'exact_match'?)") for line in lines), lines
 
 
 def test_recipe_and_override_problems_are_each_attributed_to_their_origin(tmp_path):
@@ -448,3 +463,18 @@ def test_a_usage_mistake_is_one_line_naming_the_help():
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip() == ("trm: error: Invalid value for '--max-steps': 0 is not in the range x>=1; "
                                      "see `trm eval --help`")
+
+
+@pytest.mark.parametrize("args, line", [
+    (["list"], "trm: error: Missing argument '{backbones|tasks|halting|evaluators}'. Choose from: backbones, tasks, "
+               "halting, evaluators; see `trm list --help`"),
+    (["run", "--resume"], "trm: error: Option '--resume' requires an argument; see `trm run --help`"),
+    (["--data-root"], "trm: error: Option '--data-root' requires an argument; see `trm --help`"),
+])
+def test_usage_mistakes_that_click_tells_on_several_lines_or_without_a_command_are_one_line_naming_the_help(
+        args, line):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "trm", *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip() == line

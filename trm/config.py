@@ -124,6 +124,18 @@ _section_converter.register_structure_hook(
     lambda value, _t: PluginSection(**_check_section_keys(value)),
 )
 converter.register_structure_hook(PluginSection, _plugin_section_hook)
+_section_list = converter.get_structure_hook(list[PluginSection])
+
+
+def _plugin_list_hook(value: Any, type_: Any) -> list[PluginSection]:
+    if isinstance(value, str):  # `evaluators: exact_match` is one evaluator, not a list of its letters
+        value = [value]
+    elif not isinstance(value, list):
+        raise TypeError(f"expected a list of names or {{name, options}} mappings, got {describe(value)}")
+    return _section_list(value, type_)
+
+
+converter.register_structure_hook_func(lambda type_: type_ == list[PluginSection], _plugin_list_hook)
 
 
 def _check_section_keys(value: dict) -> dict:
@@ -304,6 +316,8 @@ def _attribute(problem: str, path: Path, overrides: Sequence[str]) -> str:
         key = "$." + item.partition("=")[0].strip()
         if where == key or (where.startswith(key) and where[len(key)] in ".["):
             return f"command line, override {item!r}: {problem}"
+        if problem.startswith(f"{where}: unknown key") and key.startswith(where) and key[len(where)] == ".":
+            return f"command line, override {item!r}: {problem}"  # the override created the misspelt section
     section = where[2:].partition(".")[0] if where.startswith("$.") else ""
     if where.startswith(f"$.{section}.options"):
         for item in reversed(overrides):
@@ -330,6 +344,7 @@ def _plugin_name_problems(data: Mapping[str, Any], host: PluginHost) -> list[str
             if isinstance(options, dict):  # a non-mapping is reported already, by the section's structuring
                 problems += _structure(options, record.options_class, f"$.{section}.options")[1]
     evaluators = data.get("eval", {}).get("evaluators") if isinstance(data.get("eval"), dict) else None
+    evaluators = [evaluators] if isinstance(evaluators, str) else evaluators  # one bare name, as structured
     for index, value in enumerate(evaluators if isinstance(evaluators, list) else []):
         name, options = (value, {}) if isinstance(value, str) else (
             (value.get("name"), value.get("options") or {}) if isinstance(value, dict) else (None, None))
