@@ -148,6 +148,11 @@ def test_final_evaluator_failure_keeps_the_checkpoint_and_resume_reruns_the_eval
     again = trm_here("run", "--resume", str(run), "--no-progress")
     assert again.returncode == 0 and "the run is complete (3/3 optimizer steps)" in again.stdout
     assert [r["step"] for r in eval_records(run)] == [2, 3]  # no evaluation logged twice
+    saved, history = (run / "recipe.yaml").read_text(), (run / "history.jsonl").read_text()
+    shorter = trm_here("run", "--resume", str(run), "train.max_steps=2", "--no-progress")  # trains nothing
+    assert shorter.returncode == 0 and "the run is complete (3/2 optimizer steps)" in shorter.stdout
+    assert "recipe.yaml and history.jsonl left unchanged" in shorter.stdout
+    assert (run / "recipe.yaml").read_text() == saved and (run / "history.jsonl").read_text() == history
 
 
 def test_failing_hook_in_a_mid_run_evaluation_resumes_exactly_and_logs_each_evaluation_once(tmp_path):

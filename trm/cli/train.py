@@ -175,11 +175,18 @@ def _resume(directory: Path, overrides: tuple[str, ...], *, show_progress: bool)
         parts = build_run(recipe, accelerator, build_store=False, show_progress=show_progress)
         trainer = Trainer(recipe, directory, parts, accelerator, show_progress=show_progress, started=started)
         trainer.resume()
-        if trainer.is_main:
+        # A complete run is left as it is: recording overrides that trained nothing would make recipe.yaml disagree
+        # with the checkpoint (e.g. train.epochs=20 on a run already at 26 epochs).
+        idle = trainer.step >= trainer.total_steps and not trainer.pending_eval
+        if trainer.is_main and not idle:
             if overrides:  # what training from now on uses, for `trm eval` and the next resume
                 _write_atomic(directory / "recipe.yaml", dump_recipe(recipe))
             append_history(directory, "resume", step=trainer.step, overrides=overrides)
-        return _run(trainer)
+        result = _run(trainer)
+        if trainer.is_main and idle and overrides:
+            print(f"{directory}: recipe.yaml and history.jsonl left unchanged (nothing was trained with "
+                  f"{' '.join(overrides)})", flush=True)
+        return result
     finally:
         lock.release()
 
