@@ -34,12 +34,12 @@ from trm.types import HaltingSpec
 
 def _at_least_one(instance, attribute, value) -> None:
     if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
+        raise ValueError(f"'{attribute.name}' must be >= 1 (got {value})")
 
 
 def _probability(instance, attribute, value) -> None:
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1], got {value}")
+        raise ValueError(f"'{attribute.name}' must be in [0, 1] (got {value})")
 
 
 _at_least_one.description = ">= 1"  # shown by `trm list halting` (trm.cli.plugins.describe_validator)

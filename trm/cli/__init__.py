@@ -107,8 +107,13 @@ class TrmGroup(click.Group):
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
         except click.UsageError as error:
-            where = f"; see `{error.ctx.command_path} --help`" if error.ctx is not None else ""
-            click.echo(f"trm: error: {error.format_message().rstrip('.')}{where}", err=True)
+            words = list(sys.argv[1:] if args is None else args)
+            named = next((word for word in words if not word.startswith("-")), None)  # the command, if any
+            where = (f"; see `{error.ctx.command_path} --help`" if error.ctx is not None else
+                     f"; see `trm {named} --help`" if named in self.list_commands(click.Context(self)) else
+                     "; see `trm --help`")
+            message = " ".join(error.format_message().split()).rstrip(".")  # click lists choices on lines
+            click.echo(f"trm: error: {message}{where}", err=True)
             sys.exit(error.exit_code)
         except click.ClickException as error:
             error.show()
