@@ -189,11 +189,16 @@ class Trainer:
         totals["lr"] = torch.tensor(lr)
         return totals
 
+    @property
+    def has_nothing_left(self) -> bool:
+        """A resumed run already at its last step, its final evaluation done: :meth:`run` only says so."""
+        return self.resumed and self.step >= self.total_steps and not self.pending_eval
+
     # ---- the loop -------------------------------------------------------------------------------------------
     def run(self) -> dict[str, float]:
         acc = self.accelerator
         if self.resumed and self.step >= self.total_steps:
-            if not self.pending_eval:
+            if self.has_nothing_left:
                 if self.is_main:
                     print(f"{self.run_dir}: the run is complete ({self.step}/{self.total_steps} optimizer steps); "
                           "raise train.epochs or train.max_steps to continue it, or evaluate it with `trm eval`",

@@ -177,7 +177,7 @@ def _resume(directory: Path, overrides: tuple[str, ...], *, show_progress: bool)
         trainer.resume()
         # A complete run is left as it is: recording overrides that trained nothing would make recipe.yaml disagree
         # with the checkpoint (e.g. train.epochs=20 on a run already at 26 epochs).
-        idle = trainer.step >= trainer.total_steps and not trainer.pending_eval
+        idle = trainer.has_nothing_left
         if trainer.is_main and not idle:
             if overrides:  # what training from now on uses, for `trm eval` and the next resume
                 _write_atomic(directory / "recipe.yaml", dump_recipe(recipe))
